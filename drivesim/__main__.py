@@ -1,0 +1,3 @@
+from drivesim.cli import main
+
+raise SystemExit(main())

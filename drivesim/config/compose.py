@@ -1,0 +1,83 @@
+"""Compose a subcommand's config from conf/ with Hydra, turning every config error into one line."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from drivesim.config.store import register_schemas
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+_SKIPPED_GROUPS = ("schema", "hydra")
+
+
+class ConfigError(ValueError):
+    """A config that does not compose or validate; its message is one line naming the key."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    # OmegaConf appends "full_key: ... object_type=..." context; keep the useful head.
+    for marker in (" full_key:", " object_type=", " Config search path:"):
+        head, sep, _ = text.partition(marker)
+        if sep:
+            text = head
+    return text.strip()
+
+
+def _check_schema_keys(node: DictConfig, prefix: str) -> None:
+    """Hydra's `+key=value` appends even in struct mode; a key its schema lacks is still a typo."""
+    node_type = OmegaConf.get_type(node)
+    allowed: set[str] | None = None
+    schema_name = ""
+    if isinstance(node_type, type) and dataclasses.is_dataclass(node_type):
+        allowed = {f.name for f in dataclasses.fields(node_type)}
+        schema_name = node_type.__name__
+    for key in node.keys():
+        full = f"{prefix}{key}"
+        if allowed is not None and key not in allowed:
+            raise ConfigError(f"Key '{full}' is not in the schema {schema_name}")
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            _check_schema_keys(child, f"{full}.")
+
+
+def compose_command(command: str, overrides: list[str], conf_dir: Path = CONF_DIR) -> DictConfig:
+    """Compose `conf/<command>.yaml` with `overrides`, validated against the command's schema."""
+    register_schemas()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            cfg = compose(config_name=command, overrides=overrides)
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        if missing:
+            raise ConfigError(f"missing required value for {', '.join(missing)} (set it as key=value)")
+        _check_schema_keys(cfg, "")
+        OmegaConf.resolve(cfg)
+    except ConfigError:
+        raise
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        message = _one_line(exc)
+        if cause is not exc and _one_line(cause) not in message:
+            message = f"{message}: {_one_line(cause)}"
+        raise ConfigError(message) from exc
+    finally:
+        GlobalHydra.instance().clear()
+    return cfg
+
+
+def config_groups(conf_dir: Path = CONF_DIR) -> dict[str, list[str]]:
+    """Options of every config group in conf/ (for --help)."""
+    groups: dict[str, list[str]] = {}
+    for group_dir in sorted(p for p in conf_dir.iterdir() if p.is_dir()):
+        if group_dir.name in _SKIPPED_GROUPS:
+            continue
+        groups[group_dir.name] = sorted(p.stem for p in group_dir.glob("*.yaml"))
+    return groups

@@ -1,0 +1,1 @@
+"""The procedural driving world: the embedded default, written as a nuScenes-format dataset."""

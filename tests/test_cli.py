@@ -1,0 +1,79 @@
+"""The CLI contract: typed configs, one-line errors with exit code 2, help listings."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from drivesim.cli import main
+from drivesim.config import ConfigError, compose_command
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "drivesim", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_unknown_key_exits_2_with_one_line_naming_it() -> None:
+    result = _run("train", "no_such_key=1")
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "no_such_key" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "override", "named"),
+    [
+        ("train", "+no_such_key=1", "no_such_key"),
+        ("train", "+model.no_such_field=3", "model.no_such_field"),
+        ("train", "trainer.max_steps=abc", "max_steps"),
+        ("synth", "scenes=many", "scenes"),
+        ("train", "model=no_such_model", "no_such_model"),
+    ],
+)
+def test_invalid_configs_are_errors_naming_the_key(capsys: pytest.CaptureFixture[str], command: str,
+                                                   override: str, named: str) -> None:
+    assert main([command, override]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and named in err
+
+
+def test_missing_required_value_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate"]) == 2
+    assert "generated" in capsys.readouterr().err
+
+
+def test_free_dict_nodes_accept_new_keys() -> None:
+    cfg = compose_command("train", ["+model.unet.sample_size=32"])
+    assert cfg.model.unet.sample_size == 32
+
+
+def test_compose_raises_config_error_for_bad_type() -> None:
+    with pytest.raises(ConfigError, match="seed"):
+        compose_command("train", ["seed=1.5x"])
+
+
+def test_help_lists_subcommands_and_groups(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("train", "generate", "evaluate", "synth", "demo"):
+        assert command in out
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    for group in ("model:", "data:", "stage:", "trainer:"):
+        assert group in out
+    assert "micro" in out
+
+
+def test_unknown_command_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fly"]) == 2
+    assert "fly" in capsys.readouterr().err
+
+
+def test_subcommand_not_landed_exits_2_without_output(tmp_path) -> None:
+    result = _run("generate", f"out={tmp_path / 'gen'}")
+    assert result.returncode == 2
+    assert "not available yet" in result.stderr
+    assert not (tmp_path / "gen").exists()
