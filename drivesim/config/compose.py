@@ -40,7 +40,8 @@ def _check_schema_keys(node: DictConfig, prefix: str) -> None:
         allowed = {f.name for f in dataclasses.fields(node_type)}
         schema_name = node_type.__name__
     for key in node.keys():
-        full = f"{prefix}{key}"
+        key = str(key)
+        full = prefix + key
         if allowed is not None and key not in allowed:
             raise ConfigError(f"Key '{full}' is not in the schema {schema_name}")
         child = node._get_node(key)
