@@ -1,4 +1,4 @@
-"""Schemas of the config groups other than synth; each option's YAML in conf/<group>/ extends one.
+"""Schemas of the config groups without a module of their own (stage, trainer, sampler, scenario).
 
 Issues that land a capability extend the matching dataclass (and only it).
 """
@@ -6,61 +6,8 @@ Issues that land a capability extend the matching dataclass (and only it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from omegaconf import MISSING
-
-
-@dataclass
-class ModelConfig:
-    """A video UNet: a diffusers UNet2DConditionModel config (or local weights) plus temporal options."""
-
-    name: str = MISSING
-    pretrained: str | None = None
-    unet: dict[str, Any] = field(default_factory=dict)
-    num_frames: int = 4
-    latent_channels: int = 4
-    latent_size: list[int] = field(default_factory=lambda: [8, 16])
-
-
-@dataclass
-class SyntheticDataConfig:
-    name: str = "synthetic"
-    root: str = "outputs/synth"
-    version: str = "v1.0-synth"
-    camera: str = "CAM_FRONT"
-    frames: int = 4
-    fps: float = 3.0
-    size: list[int] = field(default_factory=lambda: [64, 128])
-    batch_size: int = 2
-    num_workers: int = 0
-    on_error: str = "raise"
-
-
-@dataclass
-class NuScenesDataConfig:
-    name: str = "nuscenes"
-    root: str = MISSING
-    version: str = "v1.0-trainval"
-    camera: str = "CAM_FRONT"
-    frames: int = 4
-    fps: float = 3.0
-    size: list[int] = field(default_factory=lambda: [128, 256])
-    batch_size: int = 2
-    num_workers: int = 2
-    on_error: str = "raise"
-
-
-@dataclass
-class VideoDataConfig:
-    name: str = "videos"
-    root: str = MISSING
-    frames: int = 4
-    fps: float = 3.0
-    size: list[int] = field(default_factory=lambda: [128, 256])
-    batch_size: int = 2
-    num_workers: int = 2
-    on_error: str = "raise"
 
 
 @dataclass

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from hydra.core.config_store import ConfigStore
 
-from drivesim.config import groups, schema
+from drivesim.config import data, groups, model, schema
 from drivesim.config.synth import SynthConfig
 
 _GROUP_SCHEMAS: dict[str, dict[str, type]] = {
-    "model": {"base": groups.ModelConfig},
+    "model": {"base": model.ModelConfig},
     "data": {
-        "synthetic": groups.SyntheticDataConfig,
-        "nuscenes": groups.NuScenesDataConfig,
-        "videos": groups.VideoDataConfig,
+        "synthetic": data.SyntheticDataConfig,
+        "nuscenes": data.NuScenesDataConfig,
+        "videos": data.VideoDataConfig,
     },
     "stage": {"base": groups.StageConfig},
     "trainer": {"base": groups.TrainerConfig},
