@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-ruff check drivesim tests benchmarks datasets
+ruff check .
 mypy drivesim
 set +e
 pytest "$@"
