@@ -1,4 +1,8 @@
-"""Schemas of the data group (conf/data/): synthetic, nuScenes and video-folder sources."""
+"""Schemas of the data group (conf/data/): synthetic, nuScenes and video-folder sources.
+
+Every field is documented in drivesim/data/README.md; `drivesim.data.build_dataset` turns a node
+into a dataset and `drivesim.data.ClipDataModule` into loaders.
+"""
 
 from __future__ import annotations
 
@@ -8,40 +12,51 @@ from omegaconf import MISSING
 
 
 @dataclass
-class SyntheticDataConfig:
+class _ClipOptions:
+    frames: int = 4
+    fps: float = 3.0
+    size: list[int] = field(default_factory=lambda: [128, 256])
+    batch_size: int = 2
+    num_workers: int = 2
+    on_error: str = "raise"
+    # Seconds between the starts of consecutive clips; null: one clip length (no overlap).
+    stride: float | None = None
+    # Future ego waypoints: how many, and how many seconds apart.
+    horizon: int = 4
+    waypoint_dt: float = 0.5
+    # Seeded train/val split of scenes or files (non-official versions), and the sampling seed.
+    seed: int = 0
+    val_fraction: float = 0.2
+    train_split: str | None = "train"
+    val_split: str | None = "val"
+
+
+@dataclass
+class _NuScenesOptions(_ClipOptions):
+    camera: str = "CAM_FRONT"
+    # Farthest a target time may be from its frame (s); null: max(0.5 / fps, 0.75 / 12 Hz).
+    max_gap: float | None = None
+    # Least nuScenes visibility level ('1'..'4') a box needs to be kept.
+    min_visibility: int = 1
+
+
+@dataclass
+class SyntheticDataConfig(_NuScenesOptions):
     name: str = "synthetic"
     root: str = "outputs/synth"
     version: str = "v1.0-synth"
-    camera: str = "CAM_FRONT"
-    frames: int = 4
-    fps: float = 3.0
     size: list[int] = field(default_factory=lambda: [64, 128])
-    batch_size: int = 2
     num_workers: int = 0
-    on_error: str = "raise"
 
 
 @dataclass
-class NuScenesDataConfig:
+class NuScenesDataConfig(_NuScenesOptions):
     name: str = "nuscenes"
     root: str = MISSING
     version: str = "v1.0-trainval"
-    camera: str = "CAM_FRONT"
-    frames: int = 4
-    fps: float = 3.0
-    size: list[int] = field(default_factory=lambda: [128, 256])
-    batch_size: int = 2
-    num_workers: int = 2
-    on_error: str = "raise"
 
 
 @dataclass
-class VideoDataConfig:
+class VideoDataConfig(_ClipOptions):
     name: str = "videos"
     root: str = MISSING
-    frames: int = 4
-    fps: float = 3.0
-    size: list[int] = field(default_factory=lambda: [128, 256])
-    batch_size: int = 2
-    num_workers: int = 2
-    on_error: str = "raise"

@@ -9,12 +9,32 @@ from omegaconf import MISSING
 
 
 @dataclass
+class TemporalConfig:
+    """The temporal layers inserted after every spatial layer (drivesim.models.temporal)."""
+
+    conv: bool = True  # residual 3x1x1 conv block after every ResNet
+    attention: bool = True  # temporal self-attention after every spatial transformer
+    blend_init_logit: float = 0.5  # alpha = sigmoid(logit) weights the spatial path
+
+
+@dataclass
 class ModelConfig:
-    """A video UNet: a diffusers UNet2DConditionModel config (or local weights) plus temporal options."""
+    """A video UNet: a diffusers UNet2DConditionModel config (or local weights) plus temporal options.
+
+    With `pretrained` set, the image UNet is loaded from that local path (diffusers UNet folder,
+    pipeline folder, or single `.safetensors`/`.ckpt` file, which also needs `pretrained_config` or
+    `pretrained_original_config`); fields given in `unet` are then checked against the loaded config.
+    """
 
     name: str = MISSING
     pretrained: str | None = None
-    unet: dict[str, Any] = field(default_factory=dict)
+    pretrained_config: str | None = None  # local diffusers config folder for a single-file checkpoint
+    pretrained_original_config: str | None = None  # or the original LDM YAML
+    unet: dict[str, Any] = field(default_factory=dict)  # UNet2DConditionModel kwargs
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    # Condition encoders (drivesim.models.conditioning.ConditionOptions fields); None = no encoders.
+    conditioning: dict[str, Any] | None = None
+    extra_in_channels: int = 0  # extra per-frame input channels (upsampler low-res frames), zero-init conv
     num_frames: int = 4
     latent_channels: int = 4
     latent_size: list[int] = field(default_factory=lambda: [8, 16])

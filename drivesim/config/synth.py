@@ -1,4 +1,4 @@
-"""Schema of the synthetic world (`drivesim synth`, conf/synth/)."""
+"""Schema of the synthetic world (`drivesim synth`, conf/synth.yaml and conf/synth/)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,22 @@ class CameraConfig:
     horizontal_fov_deg: float = 70.0
     mount_height_m: float = 1.5
     mount_forward_m: float = 1.7
-    pitch_deg: float = 0.0
+    pitch_deg: float = 0.0  # > 0 tilts the camera down
 
 
 @dataclass
 class WorldConfig:
-    """Procedural world options."""
+    """Procedural world options; a label left null is drawn at random per scene."""
 
     hills: bool = True
-    traffic_density: float = 1.0
+    traffic_density: float = 1.0  # multiplies the crowdedness level's agent density
+    props_density: float = 1.0  # roadside trees, poles and buildings
+    time_of_day: str | None = None  # day | dusk | night
+    weather: str | None = None  # clear | rain | fog
+    crowdedness: str | None = None  # sparse | moderate | crowded
+    forward_lanes: int | None = None  # 1 or 2; null: random
+    backward_lanes: int | None = None  # 1 or 2; null: random
+    stop_probability: float = 0.5  # chance that the ego meets a red light in a scene of >= 8 s
 
 
 @dataclass
@@ -34,6 +41,9 @@ class SynthConfig:
     version: str = "v1.0-synth"
     fps: float = 12.0
     keyframe_hz: float = 2.0
+    jpeg_quality: int = 90
     preview: bool = False
+    preview_frames: int = 8  # frames in the preview grid
+    overwrite: bool = True  # replace an existing synthetic dataset at `out` (never any other folder)
     camera: CameraConfig = field(default_factory=CameraConfig)
     world: WorldConfig = field(default_factory=WorldConfig)

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
 
 
 def run_synth(cfg: DictConfig) -> int:
-    raise NotImplementedError("synthetic world renderer lands with the synthetic-world issue")
+    from drivesim.synth.render import render_dataset
+
+    try:
+        root = render_dataset(cfg)
+    except (ValueError, FileExistsError) as exc:
+        log.error("drivesim synth: %s", exc)
+        return 2
+    log.info("synthetic dataset ready: %s", root)
+    return 0

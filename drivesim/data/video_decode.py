@@ -1,0 +1,85 @@
+"""Frame-accurate random access into one video with PyAV.
+
+For each run of wanted frames: seek to the key frame at or before the first one (from the index),
+decode forward and keep the frames whose presentation timestamps were asked for. Frames are
+matched by PTS, never by counting, so variable frame rate and B-frames are handled.
+"""
+
+from __future__ import annotations
+
+import bisect
+from pathlib import Path
+
+import av
+import numpy as np
+
+from drivesim.data.errors import DataError
+from drivesim.data.video_index import VideoIndex
+
+
+def pick_frames(index: VideoIndex, times: np.ndarray) -> np.ndarray:
+    """For each target time (s from the first frame), the index of the latest frame at or before it.
+
+    A frame up to half a timestamp tick after the target counts as at it: containers round times to
+    their tick (a 30 fps frame at 2/3 s is stored as 0.667 s in a 1 ms time base).
+    """
+    seconds = index.seconds
+    num, den = index.time_base
+    slack = 0.5 * num / den + 1e-9
+    picks = np.searchsorted(seconds, np.asarray(times, np.float64) + slack, side="right") - 1
+    return picks.clip(0, len(seconds) - 1)
+
+
+def _preceding_keyframe(index: VideoIndex, pts: int) -> int:
+    i = bisect.bisect_right(index.keyframes, pts) - 1
+    return index.keyframes[max(i, 0)]
+
+
+def _to_rgb(frame: av.VideoFrame, rotation: int) -> np.ndarray:
+    image: np.ndarray = frame.to_ndarray(format="rgb24")
+    if rotation:
+        return np.ascontiguousarray(np.rot90(image, k=rotation // 90))
+    return image
+
+
+def read_frames(path: Path, index: VideoIndex, wanted: list[int]) -> dict[int, np.ndarray]:
+    """Decode the frames with the given PTS values -> {pts: (H, W, 3) uint8 RGB in display orientation}."""
+    todo = sorted(set(wanted))
+    out: dict[int, np.ndarray] = {}
+    i = 0
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError) as exc:
+        raise DataError(path, f"cannot open as a video since it was indexed ({exc.__class__.__name__}: {exc})") from exc
+    try:
+        with container:
+            stream = container.streams.video[0]
+            while i < len(todo):
+                container.seek(_preceding_keyframe(index, todo[i]), stream=stream, backward=True, any_frame=False)
+                progressed = False
+                for frame in container.decode(stream):
+                    if frame.pts is None:
+                        continue
+                    pts = int(frame.pts)
+                    if pts > todo[i]:
+                        raise DataError(path, f"corrupt: the frame with pts {todo[i]} is missing from the decoded stream")
+                    if pts == todo[i]:
+                        out[pts] = _to_rgb(frame, index.rotation)
+                        i += 1
+                        progressed = True
+                        if i == len(todo):
+                            break
+                        if progressed and _preceding_keyframe(index, todo[i]) > pts:
+                            break  # the next wanted frame is past a key frame: seek instead of decoding the gap
+                else:
+                    break  # the stream ended before the wanted frame
+    except av.FFmpegError as exc:
+        raise DataError(path, f"corrupt or truncated: decoding failed ({exc})") from exc
+    if i < len(todo):
+        num, den = index.time_base
+        t = (todo[i] - index.pts[0]) * num / den
+        raise DataError(path, f"corrupt or truncated: the frame at t={t:.3f}s does not decode")
+    for pts, image in out.items():
+        if image.shape[:2] != (index.height, index.width):
+            raise DataError(path, f"frame at pts {pts} is {image.shape[1]}x{image.shape[0]}, the index says {index.width}x{index.height}")
+    return out

@@ -1,0 +1,83 @@
+"""The temporal layers l_phi inserted after every spatial layer (Video LDM, DESIGN.md section 1).
+
+Each is a residual branch `z' = z + g(z)` whose last layer starts at zero, merged with the spatial
+output by the shared `AlphaBlender`; so at init, or with alpha forced to 1, the image model is intact.
+Both work on folded frames `(B*T, C, H, W)` and take the frame count as an argument (no state).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.embeddings import get_timestep_embedding
+from einops import rearrange
+from torch import Tensor, nn
+
+from drivesim.models.blend import AlphaBlender
+from drivesim.models.folding import (
+    frames_to_sequences,
+    frames_to_volume,
+    sequences_to_frames,
+    volume_to_frames,
+)
+
+
+class TemporalConvBlock(nn.Module):
+    """GroupNorm -> SiLU -> Conv3d(3x1x1) -> GroupNorm -> SiLU -> zero-init Conv3d(3x1x1), blended.
+
+    Kernels span time only (3x1x1), so a frame mixes with its neighbours at the same pixel; the
+    spatial receptive field stays the image model's. Norms take the resnet's groups and eps.
+    """
+
+    def __init__(self, channels: int, groups: int, eps: float = 1e-6, init_logit: float = 0.5) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, channels, eps=eps)
+        self.conv1 = nn.Conv3d(channels, channels, kernel_size=(3, 1, 1), padding=(1, 0, 0))
+        self.norm2 = nn.GroupNorm(groups, channels, eps=eps)
+        self.conv2 = nn.Conv3d(channels, channels, kernel_size=(3, 1, 1), padding=(1, 0, 0))
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)  # type: ignore[arg-type]
+        self.blend = AlphaBlender(init_logit)
+
+    def forward(self, x: Tensor, num_frames: int, image_only: Tensor | None = None) -> Tensor:
+        v = frames_to_volume(x, num_frames)
+        h = self.conv1(F.silu(self.norm1(v)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.blend(x, x + volume_to_frames(h), num_frames, image_only)
+
+
+def frame_position_encoding(num_frames: int, channels: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Sinusoidal encoding of the frame index, `(T, C)`; fixed, so any clip length works."""
+    positions = torch.arange(num_frames, device=device)
+    enc = get_timestep_embedding(positions, channels, flip_sin_to_cos=True, downscale_freq_shift=0)
+    return enc.to(dtype)
+
+
+class TemporalAttentionBlock(nn.Module):
+    """Self-attention over the T frames at each pixel: LayerNorm + frame position -> qkv -> SDPA -> out.
+
+    Only frames attend to frames (no text, no other pixels); the out projection starts at zero.
+    """
+
+    def __init__(self, channels: int, num_heads: int, init_logit: float = 0.5) -> None:
+        super().__init__()
+        if channels % num_heads:
+            raise ValueError(f"temporal attention: {channels} channels do not split into {num_heads} heads")
+        self.num_heads = num_heads
+        self.norm = nn.LayerNorm(channels)
+        self.to_qkv = nn.Linear(channels, 3 * channels, bias=False)
+        self.to_out = nn.Linear(channels, channels)
+        nn.init.zeros_(self.to_out.weight)
+        nn.init.zeros_(self.to_out.bias)
+        self.blend = AlphaBlender(init_logit)
+
+    def forward(self, x: Tensor, num_frames: int, image_only: Tensor | None = None) -> Tensor:
+        batch = x.shape[0] // num_frames
+        height, width = x.shape[-2:]
+        seq = frames_to_sequences(x, num_frames)
+        h = self.norm(seq) + frame_position_encoding(num_frames, seq.shape[-1], seq.device, seq.dtype)
+        q, k, v = rearrange(self.to_qkv(h), "n t (three heads d) -> three n heads t d", three=3,
+                            heads=self.num_heads)
+        h = rearrange(F.scaled_dot_product_attention(q, k, v), "n heads t d -> n t (heads d)")
+        out = sequences_to_frames(self.to_out(h), batch, height, width)
+        return self.blend(x, x + out, num_frames, image_only)

@@ -1,0 +1,327 @@
+"""Condition encoders: zero-init invariants on a real VideoUNet, exact zeros for absent conditions,
+each condition steering the output once trained, box locality, CFG dropout statistics, guidance."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import pytest
+import torch
+from diffusers import UNet2DConditionModel
+from torch import nn
+from unet_fixtures import tiny_unet
+
+from drivesim.models.condition import VideoCondition
+from drivesim.models.conditioning import (
+    ConditionEncoders,
+    ConditionOptions,
+    DropoutProbabilities,
+    augment_context,
+    composed,
+    drop_conditions,
+    guided,
+    nested,
+    sample_context_mask,
+    sample_context_noise_level,
+    without,
+)
+from drivesim.models.conditioning.boxes import box_coverage
+from drivesim.models.video_unet import VideoUNet
+
+B, T, C, H, W = 2, 3, 4, 8, 16
+TEXT_DIM = 32
+
+
+def micro_unet(seed: int = 0) -> UNet2DConditionModel:
+    """The shared SD1-style tiny UNet without attention, so its features mix only locally (convs)."""
+    return tiny_unet("sd1", seed=seed, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
+                     down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                     mid_block_type=None)
+
+
+def encoders_for(unet: UNet2DConditionModel, **options: object) -> ConditionEncoders:
+    return ConditionEncoders.for_unet(unet, ConditionOptions(noise_aug=True, stage=True, **options))  # type: ignore[arg-type]
+
+
+def perturb(module: nn.Module, std: float = 0.3, seed: int = 1) -> None:
+    """Stand-in for training: every weight random, zero-init layers included."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+
+
+def full_condition(seed: int = 0, text_dim: int = TEXT_DIM, batch: int = B, frames: int = T, h: int = H,
+                   w: int = W) -> VideoCondition:
+    g = torch.Generator().manual_seed(seed)
+    n = 3
+    xy0 = torch.rand(batch, frames, n, 2, generator=g) * 0.6
+    boxes = torch.cat([xy0, xy0 + 0.2 + 0.2 * torch.rand(batch, frames, n, 2, generator=g)], dim=-1)
+    return VideoCondition(
+        text=torch.randn(batch, 5, text_dim, generator=g),
+        context_latents=torch.randn(batch, frames, C, h, w, generator=g),
+        context_mask=torch.tensor([[1.0] + [0.0] * (frames - 1)] * batch),
+        context_noise_level=torch.rand(batch, generator=g),
+        boxes=boxes, box_classes=torch.randint(0, 10, (batch, frames, n), generator=g),
+        box_instance_ids=torch.randint(0, 1000, (batch, frames, n), generator=g),
+        box_mask=torch.ones(batch, frames, n, dtype=torch.bool),
+        labels=torch.tensor([[0, 1, 2], [2, -1, 0]])[:batch],
+        ego_speed=torch.rand(batch, frames, generator=g) * 15, ego_yaw_rate=torch.randn(batch, frames, generator=g) * 0.1,
+        ego_waypoints=torch.randn(batch, frames, 6, 2, generator=g) * 10,
+        noise_aug_level=torch.rand(batch, generator=g), stage_id=torch.tensor([0, 1])[:batch])
+
+
+def absent_condition(cond: VideoCondition) -> VideoCondition:
+    """Every droppable condition present as a tensor but absent for every sample."""
+    nan = float("nan")
+    assert cond.ego_speed is not None and cond.ego_waypoints is not None and cond.labels is not None
+    return replace(cond, context_mask=torch.zeros(B, T), box_mask=torch.zeros(B, T, 3, dtype=torch.bool),
+                   labels=torch.full_like(cond.labels, -1), ego_speed=torch.full_like(cond.ego_speed, nan),
+                   ego_yaw_rate=torch.full_like(cond.ego_speed, nan),
+                   ego_waypoints=torch.full_like(cond.ego_waypoints, nan), noise_aug_level=None, stage_id=None)
+
+
+@pytest.fixture(scope="module", params=["sd1", "sd2"])
+def models(request: pytest.FixtureRequest) -> tuple[UNet2DConditionModel, VideoUNet, VideoUNet]:
+    """(image UNet, video UNet, the same video UNet with condition encoders), SD1- and SD2-style."""
+    unet = tiny_unet(request.param)
+    image = copy.deepcopy(unet)
+    plain = VideoUNet(copy.deepcopy(unet)).eval()
+    conditioned = VideoUNet(copy.deepcopy(unet), condition_encoders=encoders_for(unet)).eval()
+    return image, plain, conditioned
+
+
+def test_encoders_leave_the_video_unet_and_the_image_unet_unchanged_at_init(models) -> None:
+    image, plain, conditioned = models
+    x, t = torch.randn(B, T, C, H, W), torch.tensor([10, 500])
+    cond = full_condition(text_dim=conditioned.cross_attention_dim)
+    with torch.no_grad():
+        out = conditioned(x, t, cond)
+        ref = plain(x, t, VideoCondition(text=cond.text))
+        per_frame = torch.stack([image(x[:, f], t, encoder_hidden_states=cond.text).sample for f in range(T)], 1)
+    assert (out - ref).abs().max() <= 1e-5
+    assert (out - per_frame).abs().max() <= 1e-5
+
+
+def test_absent_conditions_add_exactly_zero_even_when_trained(models) -> None:
+    _, _, conditioned = models
+    model = copy.deepcopy(conditioned)
+    perturb(model.condition_encoders)
+    x, t = torch.randn(B, T, C, H, W), torch.tensor([10, 500])
+    cond = full_condition(text_dim=model.cross_attention_dim)
+    absent = absent_condition(cond)
+    res = model.condition_encoders(absent, B, T, H, W)
+    for name, value in [("conv_in", res.conv_in), ("time_emb", res.time_emb), *[
+            (f"down_blocks[{i}]", r) for i, r in enumerate(res.down_blocks)]]:
+        assert value is not None and torch.count_nonzero(value) == 0, name
+    with torch.no_grad():
+        assert torch.equal(model(x, t, absent), model(x, t, VideoCondition(text=cond.text)))
+
+
+CONDITIONS = [("context_latents", "context_mask"), ("boxes", "box_classes", "box_instance_ids", "box_mask"),
+              ("labels",), ("ego_speed",), ("ego_waypoints",), ("noise_aug_level",), ("stage_id",)]
+
+
+def test_each_condition_changes_the_output_once_trained(models) -> None:
+    _, _, conditioned = models
+    model = copy.deepcopy(conditioned)
+    perturb(model.condition_encoders, std=0.1)
+    full = full_condition(text_dim=model.cross_attention_dim)
+    x, t = torch.randn(B, T, C, H, W), torch.tensor([10, 500])
+    with torch.no_grad():
+        base = model(x, t, VideoCondition(text=full.text))
+        for fields in CONDITIONS:
+            only = VideoCondition(text=full.text, **{f: getattr(full, f) for f in fields})
+            per_frame = (model(x, t, only) - base).abs().amax(dim=(2, 3, 4))
+            if "context_mask" in fields:
+                # Context steers its own frames; the others only through temporal layers (zero at init).
+                steered = full.context_mask.bool()
+                assert per_frame[steered].min() > 1e-3 and per_frame[~steered].max() == 0
+            else:  # every sample and every frame is steered
+                assert per_frame.min() > 1e-3, fields
+
+
+def test_context_noise_level_is_embedded_only_with_context(models) -> None:
+    _, _, conditioned = models
+    enc = copy.deepcopy(conditioned.condition_encoders)
+    perturb(enc)
+    full = full_condition()
+    base = VideoCondition(context_latents=full.context_latents, context_mask=full.context_mask)
+    a = enc(replace(base, context_noise_level=torch.tensor([0.0, 0.0])), B, T, H, W).time_emb
+    b = enc(replace(base, context_noise_level=torch.tensor([0.5, 0.9])), B, T, H, W).time_emb
+    assert a is not None and b is not None and (a - b).abs().max() > 1e-3
+    no_ctx = replace(base, context_mask=torch.zeros(B, T), context_noise_level=torch.tensor([0.5, 0.9]))
+    assert torch.count_nonzero(enc(no_ctx, B, T, H, W).time_emb) == 0
+
+
+def test_moving_one_box_changes_the_output_mainly_in_the_old_and_new_box() -> None:
+    """A micro UNet without attention, so features mix only through its convolutions: between a
+    down-block residual and the output sit about five 3x3 convs (a spread of about 2 latent pixels),
+    so the change is measured in the union of the old and new box dilated by 1 and by 2 pixels."""
+    hh, ww, frames = 16, 32, 2
+    unet = micro_unet()
+    model = VideoUNet(unet, condition_encoders=encoders_for(unet)).eval()
+    perturb(model.condition_encoders.boxes, std=0.2)
+    # Boxes in pixel units of the 16x32 latent (7x6 px, a near car): one static, one moved in frame 1.
+    static = torch.tensor([1.0, 1.0, 6.0, 5.0])
+    old, new = torch.tensor([21.0, 7.0, 28.0, 13.0]), torch.tensor([11.0, 7.0, 18.0, 13.0])
+    scale = torch.tensor([ww, hh, ww, hh])
+
+    def cond(moved: torch.Tensor) -> VideoCondition:
+        boxes = torch.stack([static, old]).expand(1, frames, 2, 4).clone()
+        boxes[0, 1, 1] = moved
+        return VideoCondition(boxes=boxes / scale, box_classes=torch.tensor([[[1, 3]] * frames]),
+                              box_instance_ids=torch.tensor([[[7, 8]] * frames]),
+                              box_mask=torch.ones(1, frames, 2, dtype=torch.bool))
+
+    x = torch.randn(1, frames, C, hh, ww)
+    with torch.no_grad():
+        energy = (model(x, torch.tensor([300]), cond(new)) - model(x, torch.tensor([300]), cond(old))) ** 2
+    energy = energy.sum(dim=2)[0]  # (T, H, W)
+    assert energy[1].sum() > 0 and energy[0].sum() == 0  # frame 0 unchanged: no temporal mixing at init
+    def around_boxes(dilation: int) -> torch.Tensor:
+        region = torch.zeros(hh, ww, dtype=torch.bool)
+        for x0, y0, x1, y1 in (old.long().tolist(), new.long().tolist()):
+            region[max(y0 - dilation, 0):y1 + dilation, max(x0 - dilation, 0):x1 + dilation] = True
+        return region
+
+    # Measured here: 70-79% within 1 pixel, 85-90% within 2 (regions of 28% / 41% of the frame).
+    for dilation, share in ((1, 0.6), (2, 0.8)):
+        region = around_boxes(dilation)
+        inside = float(energy[1][region].sum() / energy[1].sum())
+        assert inside > share, f"only {inside:.1%} of the change lies within {dilation} px of the boxes"
+    density_ratio = energy[1][region].mean() / energy[1][~region].mean()
+    assert density_ratio > 5, f"change per pixel inside / outside the boxes is only {density_ratio:.1f}"
+
+
+def test_box_coverage_matches_a_per_pixel_reference() -> None:
+    g = torch.Generator().manual_seed(3)
+    boxes = torch.rand(4, 5, 4, generator=g)
+    boxes = torch.cat([torch.minimum(boxes[..., :2], boxes[..., 2:]), torch.maximum(boxes[..., :2], boxes[..., 2:])], -1)
+    boxes[0, 0] = torch.tensor([0.51, 0.51, 0.52, 0.52])  # smaller than a pixel
+    mask = torch.rand(4, 5, generator=g) > 0.3
+    got = box_coverage(boxes, mask, 6, 10)
+    ref = torch.zeros(4, 5, 6, 10)
+    for m in range(4):
+        for n in range(5):
+            x0, y0, x1, y1 = boxes[m, n].tolist()
+            for i in range(6):
+                for j in range(10):
+                    ref[m, n, i, j] = float(bool(mask[m, n]) and j / 10 < x1 and (j + 1) / 10 > x0
+                                            and i / 6 < y1 and (i + 1) / 6 > y0)
+    assert torch.equal(got, ref)
+    assert got[0, 0].sum() == float(mask[0, 0])
+
+
+def test_residual_shapes_and_clear_errors(models) -> None:
+    _, _, conditioned = models
+    enc = conditioned.condition_encoders
+    res = enc(full_condition(), B, T, H, W)
+    widths = conditioned.block_out_channels
+    assert res.conv_in is not None and res.conv_in.shape == (B * T, widths[0], H, W)
+    assert res.time_emb is not None and res.time_emb.shape == (B * T, conditioned.time_embed_dim)
+    assert [tuple(r.shape) for r in res.down_blocks if r is not None] == [
+        (B * T, c, H // 2**i, W // 2**i) for i, c in enumerate(widths)]
+    with pytest.raises(ValueError, match="labels"):
+        enc(VideoCondition(labels=torch.tensor([[0, 5, 0], [0, 0, 0]])), B, T, H, W)
+    with pytest.raises(ValueError, match="context_mask"):
+        enc(VideoCondition(context_latents=torch.zeros(B, T, C, H, W)), B, T, H, W)
+    with pytest.raises(ValueError, match="ego_waypoints"):
+        enc(VideoCondition(ego_waypoints=torch.zeros(B, T, 9, 2)), B, T, H, W)
+    bare = ConditionEncoders(ConditionOptions(boxes=False, labels=False), widths, 64, C)
+    with pytest.raises(ValueError, match="labels"):
+        bare(VideoCondition(labels=torch.zeros(B, 3, dtype=torch.long)), B, T, H, W)
+
+
+def test_dropout_probabilities_hold_and_are_seeded() -> None:
+    n = 4000
+    probs = DropoutProbabilities(context=0.1, boxes=0.3, labels=0.5, ego=0.7, text=0.9)
+    cond = VideoCondition(
+        text=torch.ones(n, 2, 4), context_latents=torch.zeros(n, 2, 1, 1, 1), context_mask=torch.ones(n, 2),
+        box_mask=torch.ones(n, 2, 3, dtype=torch.bool), labels=torch.zeros(n, 3, dtype=torch.long),
+        ego_speed=torch.ones(n, 2), ego_waypoints=torch.ones(n, 2, 4, 2))
+    null = torch.zeros(2, 4)
+    out = drop_conditions(cond, probs, torch.Generator().manual_seed(0), null_text=null)
+    dropped = {
+        "context": out.context_mask.sum(1) == 0, "boxes": ~out.box_mask.any((1, 2)),
+        "labels": (out.labels == -1).all(1), "ego": out.ego_speed.isnan().all(1),
+        "text": (out.text == 0).all(2).all(1)}
+    for name, d in dropped.items():
+        p = getattr(probs, name)
+        assert abs(d.float().mean().item() - p) < 4 * (p * (1 - p) / n) ** 0.5, name
+    assert torch.equal(out.ego_waypoints.isnan().all(3).all(2).all(1), dropped["ego"])
+    # Kept samples unchanged; independent draws per condition; the input is not modified.
+    assert (out.text[~dropped["text"]] == 1).all() and cond.labels.eq(0).all()
+    assert abs((dropped["boxes"] & dropped["labels"]).float().mean().item() - 0.15) < 0.03
+    again = drop_conditions(cond, probs, torch.Generator().manual_seed(0), null_text=null)
+    other = drop_conditions(cond, probs, torch.Generator().manual_seed(1), null_text=null)
+    assert torch.equal(again.labels, out.labels) and not torch.equal(other.labels, out.labels)
+    with pytest.raises(ValueError, match="null_text"):
+        drop_conditions(cond, probs, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="batch size"):
+        drop_conditions(replace(cond, labels=cond.labels[:3]), probs)
+    assert drop_conditions(VideoCondition(), probs) == VideoCondition()
+
+
+def test_dropped_sample_sees_the_unconditional_model(models) -> None:
+    _, _, conditioned = models
+    model = copy.deepcopy(conditioned)
+    perturb(model.condition_encoders, std=0.1)
+    cond = replace(full_condition(text_dim=model.cross_attention_dim), noise_aug_level=None, stage_id=None)
+    null = torch.zeros(5, model.cross_attention_dim)
+    all_drop = DropoutProbabilities(context=1.0, boxes=1.0, labels=1.0, ego=1.0, text=1.0)
+    dropped = drop_conditions(cond, ConditionOptions(dropout=all_drop), torch.Generator().manual_seed(0), null_text=null)
+    x, t = torch.randn(B, T, C, H, W), torch.tensor([10, 500])
+    with torch.no_grad():
+        uncond = model(x, t, without(cond, ["context", "boxes", "labels", "ego", "text"], null_text=null))
+        assert torch.equal(model(x, t, dropped), uncond)
+
+
+def test_guidance_formulas() -> None:
+    u, c1, c2 = torch.randn(3, 2, 4).unbind(0)
+    assert torch.equal(guided(u, c1, 0.0), u) and torch.allclose(guided(u, c1, 1.0), c1)
+    torch.testing.assert_close(guided(u, c1, 3.0), u + 3.0 * (c1 - u))
+    torch.testing.assert_close(composed(u, {"a": c1, "b": c2}, {"a": 2.0, "b": 0.5}),
+                               u + 2.0 * (c1 - u) + 0.5 * (c2 - u))
+    torch.testing.assert_close(composed(u, {"a": c1}, {"a": 4.0}), guided(u, c1, 4.0))
+    torch.testing.assert_close(nested([u, c1, c2], [2.0, 3.0]), u + 2.0 * (c1 - u) + 3.0 * (c2 - c1))
+    with pytest.raises(ValueError, match="unmatched"):
+        composed(u, {"a": c1}, {"b": 1.0})
+
+
+def test_context_noise_augmentation() -> None:
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 3, 4, 16, 16, generator=g)
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    assert torch.equal(augment_context(z, mask, torch.zeros(2)), z)
+    noised = augment_context(z, mask, torch.tensor([1.0, 0.5]), torch.Generator().manual_seed(1))
+    assert torch.equal(noised[0, 2], z[0, 2]) and torch.equal(noised[1, 1:], z[1, 1:])
+    assert not torch.allclose(noised[0, 0], z[0, 0]) and abs(float(noised[:, 0].std()) - 1.0) < 0.1
+    again = augment_context(z, mask, torch.tensor([1.0, 0.5]), torch.Generator().manual_seed(1))
+    assert torch.equal(noised, again)
+    with pytest.raises(ValueError, match="context_noise_level"):
+        augment_context(z, mask, torch.tensor([1.5, 0.0]))
+
+
+def test_context_mask_and_noise_level_draws() -> None:
+    mask = sample_context_mask(3000, 4, (0, 1, 2), torch.Generator().manual_seed(0))
+    counts = mask.sum(1)
+    assert set(counts.unique().tolist()) == {0.0, 1.0, 2.0}
+    assert all(abs(float((counts == s).float().mean()) - 1 / 3) < 0.04 for s in (0, 1, 2))
+    assert torch.equal(mask, mask.cummin(dim=1).values)  # context frames come first
+    assert torch.equal(mask, sample_context_mask(3000, 4, (0, 1, 2), torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match="context frame counts"):
+        sample_context_mask(2, 4, (5,))
+    level = sample_context_noise_level(1000, 0.7, torch.Generator().manual_seed(0))
+    assert level.min() >= 0 and level.max() <= 0.7 and abs(float(level.mean()) - 0.35) < 0.03
+
+
+def test_encoders_run_in_bfloat16() -> None:
+    enc = ConditionEncoders(ConditionOptions(noise_aug=True, stage=True), (16, 32), 64, C).to(torch.bfloat16)
+    perturb(enc)
+    res = enc(full_condition(), B, T, H, W)  # float32 inputs, as a data loader gives them
+    assert res.conv_in is not None and res.time_emb is not None
+    assert {res.conv_in.dtype, res.time_emb.dtype, *(r.dtype for r in res.down_blocks if r is not None)} == {
+        torch.bfloat16}
+    assert torch.isfinite(res.time_emb).all()

@@ -1,0 +1,217 @@
+"""The nuScenes loader on a nuScenes-format dataset written by the test: boxes against an
+independent projection, sweep interpolation, ego motion against the analytic path, labels,
+splits, gaps, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from data_fixtures import CAM_ROTATION, HEIGHT, SPEED, WIDTH, YAW_RATE, K, write_nuscenes
+from pyquaternion import Quaternion
+
+from drivesim.data import DataError, NuScenesClips
+from drivesim.data.nuscenes import project_box_2d
+
+VERSION = "v1.0-fixture"
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_nuscenes(tmp_path_factory.mktemp("nus"), VERSION)
+
+
+def _tables(root: Path, version: str = VERSION) -> dict[str, dict[str, dict]]:
+    out = {}
+    for name in ("sample_data", "sample", "sample_annotation", "ego_pose"):
+        out[name] = {r["token"]: r for r in json.loads((root / version / f"{name}.json").read_text())}
+    return out
+
+
+def _expected_boxes(tables: dict, sd_token: str) -> dict[str, np.ndarray]:
+    """instance token -> (8, 3) camera-frame corners, computed here with plain numpy: key frames
+    use their annotation, sweeps interpolate between the previous and next key frame linearly."""
+    sd = tables["sample_data"][sd_token]
+    nxt = tables["sample"][sd["sample_token"]]
+    anns = [tables["sample_annotation"][a] for a in tables["sample_annotation"] if tables["sample_annotation"][a]["sample_token"] == nxt["token"]]
+    pose = tables["ego_pose"][sd["ego_pose_token"]]
+    out = {}
+    for ann in anns:
+        center = np.array(ann["translation"])
+        if not sd["is_key_frame"] and ann["prev"]:
+            prev = tables["sample_annotation"][ann["prev"]]
+            t0 = tables["sample"][prev["sample_token"]]["timestamp"]
+            a = (sd["timestamp"] - t0) / (nxt["timestamp"] - t0)
+            center = (1 - a) * np.array(prev["translation"]) + a * center
+            rot = Quaternion.slerp(Quaternion(prev["rotation"]), Quaternion(ann["rotation"]), a)
+        else:
+            rot = Quaternion(ann["rotation"])
+        w, length, h = ann["size"]
+        x = length / 2 * np.array([1, 1, 1, 1, -1, -1, -1, -1])
+        y = w / 2 * np.array([1, -1, -1, 1, 1, -1, -1, 1])
+        z = h / 2 * np.array([1, 1, -1, -1, 1, 1, -1, -1])
+        world = rot.rotation_matrix @ np.stack([x, y, z]) + center[:, None]
+        ego = Quaternion(pose["rotation"]).rotation_matrix.T @ (world - np.array(pose["translation"])[:, None])
+        cam = CAM_ROTATION.rotation_matrix.T @ (ego - np.array([1.5, 0.0, 1.5])[:, None])
+        out[ann["instance_token"]] = cam.T
+    return out
+
+
+@pytest.mark.parametrize("size", [(45, 80), (37, 71), (90, 160), (128, 256)])
+def test_boxes_match_an_independent_projection(root: Path, size: tuple[int, int]) -> None:
+    ds = NuScenesClips(root, VERSION, frames=4, fps=4.0, size=size, stride=0.5)
+    tables = _tables(root)
+    instances = [r["token"] for r in json.loads((root / VERSION / "instance.json").read_text())]
+    h, w = size
+    scale = max(h / HEIGHT, w / WIDTH)
+    rh, rw = max(h, round(HEIGHT * scale)), max(w, round(WIDTH * scale))
+    sx, sy, x0, y0 = rw / WIDTH, rh / HEIGHT, (rw - w) // 2, (rh - h) // 2
+    sweeps = 0
+    for i in range(len(ds)):
+        clip = ds[i]
+        assert clip.frames.shape == (4, 3, h, w)
+        for t, token in enumerate(clip.source.frame_ids):
+            sweeps += not tables["sample_data"][token]["is_key_frame"]
+            expected = _expected_boxes(tables, token)
+            assert len(clip.boxes_2d[t]) == len(expected) == 2
+            for j, inst in enumerate(clip.instance_ids[t]):
+                corners = expected[instances[inst]]
+                np.testing.assert_allclose(clip.boxes_3d[t][j], corners, atol=1e-4)
+                uv = (np.array(K) @ corners.T)
+                uv = (uv[:2] / uv[2]).T
+                box = np.array([uv[:, 0].min(), uv[:, 1].min(), uv[:, 0].max(), uv[:, 1].max()])
+                box = np.clip(box, 0, [WIDTH, HEIGHT, WIDTH, HEIGHT]) * [sx, sy, sx, sy] - [x0, y0, x0, y0]
+                box = np.clip(box, 0, [w, h, w, h])
+                np.testing.assert_allclose(clip.boxes_2d[t][j], box, atol=1e-3)
+                # The output intrinsics project the 3D box onto the 2D box (in-image boxes: unclipped).
+                proj = clip.camera.intrinsics @ corners.T
+                proj = (proj[:2] / proj[2]).T
+                if box[0] > 0 and box[2] < w and box[1] > 0 and box[3] < h:
+                    np.testing.assert_allclose([*proj.min(0), *proj.max(0)], clip.boxes_2d[t][j], atol=1e-3)
+    assert sweeps > 0  # interpolated sweep boxes were checked, not only key frames
+
+
+def test_devkit_projection_clips_to_the_image() -> None:
+    corners = np.array([[-2, 2, 2, -2, -2, 2, 2, -2], [-1, -1, 1, 1, -1, -1, 1, 1], [1, 1, 1, 1, 3, 3, 3, 3]], float)
+    box = project_box_2d(corners, np.array(K), WIDTH, HEIGHT)
+    assert box == (0.0, 0.0, 160.0, 90.0)
+    assert project_box_2d(corners * [[1], [1], [-1]], np.array(K), WIDTH, HEIGHT) is None  # behind the camera
+
+
+def test_ego_motion_matches_the_driven_arc(root: Path) -> None:
+    ds = NuScenesClips(root, VERSION, frames=5, fps=6.0, size=(45, 80), horizon=3, waypoint_dt=0.5)
+    clip = ds[0]
+    np.testing.assert_allclose(clip.ego.speed, SPEED, rtol=1e-3)
+    np.testing.assert_allclose(clip.ego.yaw_rate, YAW_RATE, rtol=1e-3)
+    radius, tau = SPEED / YAW_RATE, 0.5 * np.arange(1, 4)
+    expected = np.stack([radius * np.sin(YAW_RATE * tau), radius * (1 - np.cos(YAW_RATE * tau))], -1)
+    np.testing.assert_allclose(clip.ego.waypoints[0], expected, atol=2e-3)
+    assert clip.ego.waypoint_mask[0].all()
+    assert clip.ego.yaw_rate.dtype == np.float32 and clip.ego.speed.shape == (5,)
+
+
+def test_labels_from_descriptions(root: Path) -> None:
+    ds = NuScenesClips(root, VERSION, frames=2, fps=2.0, size=(45, 80))
+    by_scene = {ds[i].source.scene: ds[i].labels for i in range(len(ds))}
+    assert by_scene["scene-0000"].as_array().tolist() == [2, 2, 2]  # night, rain, crowded
+    assert by_scene["scene-0001"].as_array().tolist() == [0, 0, 0]  # "blue sky": unknown, not an error
+
+
+def test_clips_stay_in_one_scene_and_resample(root: Path) -> None:
+    tables = _tables(root)
+    ds = NuScenesClips(root, VERSION, frames=6, fps=5.0, size=(45, 80), stride=0.2)
+    scenes = set()
+    for i in range(len(ds)):
+        clip = ds[i]
+        scene_of = {tables["sample"][tables["sample_data"][tok]["sample_token"]]["scene_token"] for tok in clip.source.frame_ids}
+        assert len(scene_of) == 1
+        scenes |= scene_of
+        start = round(clip.source.timestamps[0] / 0.2) * 0.2
+        targets = start + 0.2 * np.arange(6)
+        assert np.all(np.abs(clip.source.timestamps - targets) <= 1 / 24 + 0.005)  # nearest 12 Hz frame
+    assert len(scenes) == 2 and len(ds) == 2 * int((3.0 - 1.0) / 0.2 + 1e-6 + 1)
+
+
+def test_gap_in_the_camera_stream_leaves_clips_out(tmp_path: Path) -> None:
+    root = write_nuscenes(tmp_path, VERSION, scenes=1)
+    rows = json.loads((root / VERSION / "sample_data.json").read_text())
+    dropped = {f"sd-0-{i}" for i in range(7, 12)}  # 0.42 s without frames
+    for r in rows:
+        if r["next"] in dropped:
+            r["next"] = ""
+    (root / VERSION / "sample_data.json").write_text(json.dumps([r for r in rows if r["token"] not in dropped]))
+    full = NuScenesClips(root, VERSION, frames=3, fps=6.0, size=(45, 80), stride=1 / 6, max_gap=0.1)
+    for i in range(len(full)):
+        assert not dropped & set(full[i].source.frame_ids)
+    times = np.concatenate([full[i].source.timestamps for i in range(len(full))])
+    assert not np.any((times > 0.5) & (times < 0.95)) and len(full) > 0
+
+
+def test_splits_seeded_and_official(tmp_path: Path, root: Path) -> None:
+    train = NuScenesClips(root, VERSION, frames=2, fps=2.0, size=(45, 80), split="train")
+    val = NuScenesClips(root, VERSION, frames=2, fps=2.0, size=(45, 80), split="val")
+    names = lambda ds: {s.scene_name for s in ds.streams}  # noqa: E731
+    assert names(train).isdisjoint(names(val)) and names(train) | names(val) == {"scene-0000", "scene-0001"}
+    again = NuScenesClips(root, VERSION, frames=2, fps=2.0, size=(45, 80), split="val")
+    assert names(again) == names(val)
+    mini = write_nuscenes(tmp_path / "mini", "v1.0-mini", scenes=2, names=("scene-0061", "scene-0103"))
+    assert names(NuScenesClips(mini, "v1.0-mini", frames=2, fps=2.0, size=(45, 80), split="train")) == {"scene-0061"}
+    assert names(NuScenesClips(mini, "v1.0-mini", frames=2, fps=2.0, size=(45, 80), split="val")) == {"scene-0103"}
+    assert names(NuScenesClips(mini, "v1.0-mini", frames=2, fps=2.0, size=(45, 80))) == {"scene-0061", "scene-0103"}
+
+
+def _one_line(exc: pytest.ExceptionInfo) -> str:
+    message = str(exc.value)
+    assert "\n" not in message
+    return message
+
+
+def test_bad_tables_and_images(tmp_path: Path) -> None:
+    root = write_nuscenes(tmp_path / "a", VERSION, scenes=1)
+    (root / VERSION / "sample.json").write_text("[{")
+    with pytest.raises(DataError) as info:
+        NuScenesClips(root, VERSION, frames=2, fps=2.0, size=(45, 80))
+    assert "sample.json" in _one_line(info) and "not valid JSON" in str(info.value)
+
+    root = write_nuscenes(tmp_path / "b", VERSION, scenes=1)
+    (root / VERSION / "ego_pose.json").unlink()
+    with pytest.raises(DataError, match="ego_pose.json: table is missing"):
+        NuScenesClips(root, VERSION, frames=2, fps=2.0, size=(45, 80))
+
+    with pytest.raises(DataError, match="not found"):
+        NuScenesClips(root, "v9.9-none", frames=2, fps=2.0, size=(45, 80))
+
+    root = write_nuscenes(tmp_path / "c", VERSION, scenes=1)
+    (root / "sweeps" / "CAM_FRONT" / "s0_0001.jpg").unlink()
+    (root / "sweeps" / "CAM_FRONT" / "s0_0013.jpg").write_bytes(b"not a jpeg")
+    ds = NuScenesClips(root, VERSION, frames=3, fps=12.0, size=(45, 80), stride=0.25)
+    with pytest.raises(DataError) as info:
+        ds[0]
+    assert "s0_0001.jpg: image file is missing" in _one_line(info)
+    with pytest.raises(DataError, match="s0_0013.jpg: image does not decode"):
+        ds[4]
+    skipping = NuScenesClips(root, VERSION, frames=3, fps=12.0, size=(45, 80), stride=0.25, on_error="skip")
+    results = [skipping[i] for i in range(len(skipping))]
+    assert sum(r is None for r in results) == 2 and results[1] is not None
+
+    rows = json.loads((root / VERSION / "sample_data.json").read_text())
+    for r in rows:
+        r["width"] = 0
+    (root / VERSION / "sample_data.json").write_text(json.dumps(rows))
+    with pytest.raises(DataError, match="zero-size frames"):
+        NuScenesClips(root, VERSION, frames=3, fps=12.0, size=(45, 80))[1]
+
+
+def test_unknown_camera_is_named(root: Path) -> None:
+    with pytest.raises(DataError, match="sensor.json: no camera 'CAM_BACK'"):
+        NuScenesClips(root, VERSION, camera="CAM_BACK", frames=2, fps=2.0, size=(45, 80))
+
+
+def test_visibility_filter(root: Path) -> None:
+    # The fixture's pedestrian has visibility level '2', the car '4'.
+    every = NuScenesClips(root, VERSION, frames=2, fps=2.0, size=(45, 80))[0]
+    visible = NuScenesClips(root, VERSION, frames=2, fps=2.0, size=(45, 80), min_visibility=3)[0]
+    assert [c.tolist() for c in every.classes] == [[1, 6]] * 2
+    assert [c.tolist() for c in visible.classes] == [[1]] * 2
