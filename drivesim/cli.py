@@ -71,9 +71,11 @@ def _command_help(command: str) -> str:
     groups = config_groups()
     lines = [f"usage: drivesim {command} [key=value ...] [group=option ...] [--cfg]", "",
              _DESCRIPTIONS[command], "", "config groups:"]
-    for key in cfg:
-        if key in groups:
-            lines.append(f"  {key}: {', '.join(groups[key])}")
+    for name, options in groups.items():
+        # Top-level groups fill a key of the command's config; nested `<command>/...` groups are its presets.
+        head, _, rest = name.partition("/")
+        if (not rest and head in cfg) or (rest and head == command):
+            lines.append(f"  {name}: {', '.join(options)}")
     lines += ["", "defaults (override any key as key=value):", OmegaConf.to_yaml(cfg).rstrip()]
     return "\n".join(lines)
 

@@ -46,8 +46,8 @@ def test_missing_required_value_is_named(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_free_dict_nodes_accept_new_keys() -> None:
-    cfg = compose_command("train", ["+model.unet.sample_size=32"])
-    assert cfg.model.unet.sample_size == 32
+    cfg = compose_command("train", ["+model.unet.dropout=0.25"])
+    assert cfg.model.unet.dropout == 0.25
 
 
 def test_compose_raises_config_error_for_bad_type() -> None:

@@ -75,10 +75,11 @@ def compose_command(command: str, overrides: list[str], conf_dir: Path = CONF_DI
 
 
 def config_groups(conf_dir: Path = CONF_DIR) -> dict[str, list[str]]:
-    """Options of every config group in conf/ (for --help)."""
+    """Options of every config group in conf/, nested groups as `dir/subdir` (for --help)."""
     groups: dict[str, list[str]] = {}
-    for group_dir in sorted(p for p in conf_dir.iterdir() if p.is_dir()):
-        if group_dir.name in _SKIPPED_GROUPS:
-            continue
-        groups[group_dir.name] = sorted(p.stem for p in group_dir.glob("*.yaml"))
+    for group_dir in sorted(p for p in conf_dir.rglob("*") if p.is_dir()):
+        name = group_dir.relative_to(conf_dir).as_posix()
+        options = sorted(p.stem for p in group_dir.glob("*.yaml"))
+        if options and name.split("/")[0] not in _SKIPPED_GROUPS:
+            groups[name] = options
     return groups

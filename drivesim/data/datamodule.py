@@ -12,7 +12,9 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+import cv2
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -20,6 +22,14 @@ from drivesim.data.collate import ClipBatch, collate_clips
 from drivesim.data.factory import build_dataset, get_option
 
 log = logging.getLogger(__name__)
+
+
+def worker_init(worker_id: int) -> None:
+    """One decoding thread per worker (the workers are the parallelism; more threads oversubscribe
+    the cores) and numpy's generator seeded from the worker's torch seed, for reproducibility."""
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    np.random.seed(torch.initial_seed() % 2**32)
 
 
 class SeededSampler(Sampler[int]):
@@ -72,6 +82,7 @@ class ClipDataModule(L.LightningDataModule):
             sampler=SeededSampler(len(ds), int(get_option(self.cfg, "seed", 0)), shuffle=shuffle),  # type: ignore[arg-type]
             num_workers=workers,
             collate_fn=collate_clips,
+            worker_init_fn=worker_init if workers else None,
             persistent_workers=False,
         )
 

@@ -120,4 +120,6 @@ def spawn_agents(rng: np.random.Generator, section: CrossSection, span: tuple[fl
         ped.cross_time = float(rng.uniform(0.0, max(seconds - 4.0, 0.5)))
         ped.cross_to = kerb_l if right else kerb_r
         agents.append(ped)
-    return agents
+    crossings = [a.s0 for a in agents if a.behaviour == CROSS]
+    # keep the crossing pedestrians' way over the parking lane free
+    return [a for a in agents if a.behaviour != PARKED or all(abs(a.s0 - s) > a.length / 2 + 1.5 for s in crossings)]

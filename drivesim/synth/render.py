@@ -62,7 +62,8 @@ def render_dataset(cfg: SynthConfig | DictConfig) -> Path:
     if root.exists() and not (cfg.overwrite and _is_synth_dataset(root)):
         why = "overwrite=false" if _is_synth_dataset(root) else "it is not a drivesim synthetic dataset"
         raise FileExistsError(f"out={root} exists and will not be replaced ({why}); choose another out=")
-    partial = root.with_name(root.name + ".partial")
+    resolved = root.resolve()
+    partial = resolved.with_name(resolved.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)
     for sub in (f"samples/{CHANNEL}", f"sweeps/{CHANNEL}", f"{MASK_DIR}/{CHANNEL}", "maps"):

@@ -129,7 +129,9 @@ class _Sim:
             options = [k for k in (cur - 1, cur + 1) if 0 <= k < len(lanes)]
             target = lanes[options[int(self.rng.integers(len(options)))]]
             rel = (self.s - self.s[i])
-            occupied = (np.abs(self.d - target) < 2.0) & (rel > -15.0) & (rel < 25.0)
+            reach = (self.length + self.length[i]) / 2.0  # bumper to bumper, plus safety gaps
+            closing = 3.0 * np.maximum(0.0, self.v - self.v[i])  # room for faster traffic from behind
+            occupied = (np.abs(self.d - target) < 2.5) & (rel > -reach - 12.0 - closing) & (rel < reach + 18.0)
             occupied[i] = False
             if not occupied.any():
                 length = max(30.0, (4.0 if i == 0 else 3.5) * float(self.v[i]))
@@ -160,7 +162,8 @@ class _Sim:
         waiting = self.cross & ~self.started & (t >= self.cross_time)
         for i in np.flatnonzero(waiting):  # step off the kerb only when no vehicle is close
             ahead = (self.s[i] - self.s) * self.dir
-            near = self.idm & (ahead > -4.0) & (ahead < 4.0 * self.v + 12.0)
+            half = self.length / 2.0
+            near = self.idm & (ahead > -half - 3.0) & (ahead < half + 4.0 * self.v + 12.0)
             if not near.any():
                 self.started[i] = True
         crossing = self.started & (np.abs(self.cross_to - self.d) > 0.05)
