@@ -36,6 +36,7 @@ class VideoCondition:
     # Scene labels (B, 3) long: time of day, weather, crowdedness; -1 = unknown / dropped.
     labels: Tensor | None = None
     # Ego actions per frame: speed (B, T) m/s, yaw_rate (B, T) rad/s, waypoints (B, T, K, 2) m (ego frame).
+    # NaN marks an unknown value (per sample and frame; CFG dropout uses it): zero is a real, stopped ego.
     ego_speed: Tensor | None = None
     ego_yaw_rate: Tensor | None = None
     ego_waypoints: Tensor | None = None
