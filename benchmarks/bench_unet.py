@@ -54,19 +54,19 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, repeats: int =
     return 2 * n**3 / best / 1e9
 
 
-def measure(fn: Callable[[], Any], device: torch.device, repeats: int) -> tuple[float, int]:
-    """(best seconds, FLOPs) of one call of `fn`; the FLOP-counting call doubles as the warm-up."""
-    with torch.no_grad():
-        with FlopCounterMode(display=False) as counter:
-            fn()
-        best = float("inf")
-        for _ in range(repeats):
-            sync(device)
-            start = time.perf_counter()
-            fn()
-            sync(device)
-            best = min(best, time.perf_counter() - start)
-    return best, counter.get_total_flops()
+def timed(fn: Callable[[], Any], device: torch.device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs of one call; this call doubles as the warm-up."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
 
 
 def svd_kwargs(unet_cfg: dict[str, Any]) -> dict[str, Any]:
@@ -99,52 +99,60 @@ def bench_config(name: str, unet_cfg: dict[str, Any], size: tuple[int, int], fra
     text = torch.randn(1, TOKENS, unet_cfg["cross_attention_dim"], generator=g).to(device, dtype)
     t = torch.tensor([500], device=device)
     rows: dict[str, Any] = {}
-
-    def record(model_name: str, model: torch.nn.Module, fn: Callable[[], Any]) -> None:
-        seconds, flops = measure(fn, device, repeats)
-        rows[model_name] = {
-            "params": sum(p.numel() for p in model.parameters()),
-            "seconds_per_frame": seconds / frames, "gflop_per_frame": flops / frames / 1e9,
-            "achieved_gflops": flops / seconds / 1e9,
-        }
-        print(f"  {model_name:8s} params {rows[model_name]['params'] / 1e6:8.2f}M  "
-              f"{rows[model_name]['gflop_per_frame']:8.2f} GFLOP/frame  "
-              f"{rows[model_name]['seconds_per_frame']:.4f} s/frame  {rows[model_name]['achieved_gflops']:.1f} GFLOP/s",
-              flush=True)
-
     text_frames = text.expand(frames, -1, -1)
 
     def image_unet() -> UNet2DConditionModel:
         torch.manual_seed(0)
         return UNet2DConditionModel(**unet_cfg).to(device, dtype).eval()
 
-    # Each model is built inside its own call and freed when it returns (SD widths: GBs each).
-    def plain() -> None:
-        unet = image_unet()
-        record("plain", unet, lambda: unet(x[0], t.expand(frames), text_frames))
-
-    def motion() -> None:
-        model = UNetMotionModel.from_unet2d(image_unet(), motion_adapter(unet_cfg)).to(device, dtype).eval()
-        # UNetMotionModel takes text already repeated per frame (as its AnimateDiff pipeline passes it).
-        record("motion", model, lambda: model(x.permute(0, 2, 1, 3, 4), t, text_frames))
-
-    def video() -> None:
+    def video() -> tuple[torch.nn.Module, Callable[[], Any]]:
         model = VideoUNet.from_image_unet(image_unet()).to(device, dtype).eval()
         cond = VideoCondition(text=text)
-        record("video", model, lambda: model(x, t, cond))
+        return model, lambda: model(x, t, cond)
 
-    def svd() -> None:
+    def svd() -> tuple[torch.nn.Module, Callable[[], Any]]:
         model = UNetSpatioTemporalConditionModel(**svd_kwargs(unet_cfg)).to(device, dtype).eval()
         time_ids = torch.zeros(1, 3, device=device, dtype=dtype)
-        record("svd", model, lambda: model(x, t, text, time_ids))
+        return model, lambda: model(x, t, text, time_ids)
 
-    for build_and_measure in (plain, video, svd, motion):
-        build_and_measure()
-        gc.collect()
+    def motion() -> tuple[torch.nn.Module, Callable[[], Any]]:
+        model = UNetMotionModel.from_unet2d(image_unet(), motion_adapter(unet_cfg)).to(device, dtype).eval()
+        # UNetMotionModel takes text already repeated per frame (as its AnimateDiff pipeline passes it).
+        return model, lambda: model(x.permute(0, 2, 1, 3, 4), t, text_frames)
 
-    cost = {m: r["seconds_per_frame"] for m, r in rows.items()}
-    ratios = {"video_over_plain_seconds": cost["video"] / cost["plain"],
-              "video_over_svd_seconds": cost["video"] / cost["svd"],
+    def row(model: torch.nn.Module, seconds: float, flops: int) -> dict[str, Any]:
+        return {"params": sum(p.numel() for p in model.parameters()), "seconds_per_frame": seconds / frames,
+                "gflop_per_frame": flops / frames / 1e9, "achieved_gflops": flops / seconds / 1e9}
+
+    def show(name: str) -> None:
+        r = rows[name]
+        print(f"  {name:8s} params {r['params'] / 1e6:8.2f}M  {r['gflop_per_frame']:8.2f} GFLOP/frame  "
+              f"{r['seconds_per_frame']:.4f} s/frame  {r['achieved_gflops']:.1f} GFLOP/s  "
+              f"x{r.get('over_plain_paired', 1.0):.3f} of plain (paired)", flush=True)
+
+    # The plain UNet stays alive; every other model is built alone beside it and timed in alternation
+    # with it, so load from other processes hits both alike (paired ratios), then freed.
+    with torch.no_grad():
+        plain = image_unet()
+        plain_fn = lambda: plain(x[0], t.expand(frames), text_frames)  # noqa: E731
+        plain_flops = count_flops(plain_fn)
+        plain_times: list[float] = []
+        for name, build in (("video", video), ("svd", svd), ("motion", motion)):
+            model, fn = build()
+            flops = count_flops(fn)
+            pairs = [(timed(plain_fn, device), timed(fn, device)) for _ in range(repeats)]
+            plain_times += [p for p, _ in pairs]
+            best_plain, best = min(p for p, _ in pairs), min(m for _, m in pairs)
+            rows[name] = {**row(model, best, flops), "over_plain_paired": best / best_plain}
+            del model, fn
+            gc.collect()
+            show(name)
+        rows["plain"] = row(plain, min(plain_times), plain_flops)
+        show("plain")
+
+    paired = {m: r.get("over_plain_paired", 1.0) for m, r in rows.items()}
+    ratios = {"video_over_plain_seconds": paired["video"],
+              "video_over_svd_seconds": paired["video"] / paired["svd"],
               "video_over_plain_flops": rows["video"]["gflop_per_frame"] / rows["plain"]["gflop_per_frame"],
               "video_over_svd_flops": rows["video"]["gflop_per_frame"] / rows["svd"]["gflop_per_frame"]}
     print("  " + "  ".join(f"{k} {v:.3f}" for k, v in ratios.items()), flush=True)
@@ -160,7 +168,8 @@ def main() -> None:
     parser.add_argument("--size", default="16x32",
                         help="latent HxW for the SD configs (16x32 = 128x256 frames; tiny uses its own)")
     parser.add_argument("--frames", type=int, default=8, help="frames in the one chunk")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed (plain, model) pairs per model (default 20 for micro/tiny, 5 otherwise)")
     parser.add_argument("--peak-n", type=int, default=2048, help="matmul size for the peak measurement")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -183,7 +192,8 @@ def main() -> None:
         print(f"{name} at {latent[0]}x{latent[1]} latents, {args.frames} frames, {args.dtype}:", flush=True)
         entry = bench_config(name, {k: (list(v) if hasattr(v, "__len__") and not isinstance(v, str) else v)
                                     for k, v in unet_cfg.items()},
-                             latent, args.frames, device, dtype, args.repeats)  # type: ignore[arg-type]
+                             latent, args.frames, device, dtype,
+                             args.repeats or (20 if name in ("micro", "tiny") else 5))  # type: ignore[arg-type]
         entry["fraction_of_peak"] = {m: r["achieved_gflops"] / peaks["bfloat16" if args.dtype != "float32"
                                                                      else "float32"]
                                      for m, r in entry["models"].items()}

@@ -166,3 +166,11 @@ def test_timestamps_rounded_by_the_container_still_pick_their_frame(tmp_path: Pa
     ds = VideoFolderClips(tmp_path, frames=4, fps=3.0, size=(16, 16), use_cache=False)
     assert ds.videos[0].time_base == (1, 1000)
     assert numbers(ds[0]) == [0, 10, 0, 10]  # frames 0, 10, 20, 30 (grey levels repeat every 20)
+
+
+def test_frames_hidden_by_an_edit_list_are_not_indexed(tmp_path: Path) -> None:
+    # Frames before t=0 are written, and the mp4 edit list hides them (as after a cut without re-encoding).
+    write_video(tmp_path / "e.mp4", "h264", times=[-0.2 + 0.1 * i for i in range(20)])
+    ds = VideoFolderClips(tmp_path, frames=3, fps=5.0, size=(16, 16), use_cache=False)
+    assert ds.videos[0].pts[0] == 0
+    assert numbers(ds[0]) == [2, 4, 6]

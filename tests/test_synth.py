@@ -79,7 +79,16 @@ def test_tables_and_links(dataset: tuple[Path, NuScenes]) -> None:
         assert ann["visibility_token"] in {"1", "2", "3", "4"}
     for rec in nusc.map:
         assert (root / rec["filename"]).is_file()
-    assert nusc.get("map", nusc.log[0]["map_token"])["mask"].mask().max() == 255
+    # the devkit reads map PNGs as 0.1 m/pixel: the ego and every vehicle must be on the drivable area
+    for scene in nusc.scene:
+        mask = nusc.get("map", nusc.get("log", scene["log_token"])["map_token"])["mask"]
+        sds = _chain(nusc, "sample_data", nusc.get("sample", scene["first_sample_token"])["data"]["CAM_FRONT"])
+        ego = np.array([nusc.get("ego_pose", sd["ego_pose_token"])["translation"][:2] for sd in sds])
+        assert mask.is_on_mask(ego[:, 0], ego[:, 1]).all()
+        cars = np.array([a["translation"][:2] for a in nusc.sample_annotation if a["category_name"] == "vehicle.car"
+                         and nusc.get("sample", a["sample_token"])["scene_token"] == scene["token"]])
+        assert mask.is_on_mask(cars[:, 0], cars[:, 1]).all()
+        assert mask.mask().mean() < 0.8 * 255  # and not everything is road
 
 
 def test_devkit_velocity_and_sweep_interpolation(dataset: tuple[Path, NuScenes]) -> None:
@@ -119,9 +128,8 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / area
 
 
-def test_projected_boxes_match_rendered_pixels(dataset: tuple[Path, NuScenes]) -> None:
-    """Devkit boxes (get_sample_data + view_points) against the instance-mask pixels of the image."""
-    root, nusc = dataset
+def _box_pixel_ious(root: Path, nusc: NuScenes) -> list[tuple[float, str]]:
+    """IoU of devkit-projected 3D boxes and instance-mask pixel boxes, for unoccluded objects >= 24 px."""
     checked = []
     for scene in nusc.scene:
         truth = load_scene_truth(root, scene["name"])
@@ -152,10 +160,29 @@ def test_projected_boxes_match_rendered_pixels(dataset: tuple[Path, NuScenes]) -
                 if pixels[2] - pixels[0] < 24 or pixels[3] - pixels[1] < 24:
                     continue
                 checked.append((_iou(pixels, rect), ann["category_name"]))
+    return checked
+
+
+def test_projected_boxes_match_rendered_pixels(dataset: tuple[Path, NuScenes]) -> None:
+    """Devkit boxes (get_sample_data + view_points) against the instance-mask pixels of the image."""
+    checked = _box_pixel_ious(*dataset)
     assert len(checked) >= 10, f"too few unoccluded objects to test: {len(checked)}"
     worst = min(checked)
     assert worst[0] >= 0.9, f"IoU {worst[0]:.3f} for a {worst[1]}"
     assert len({c for _, c in checked}) >= 2
+
+
+def test_box_projection_at_450x800_night(tmp_path: Path) -> None:
+    """A larger, non-default resolution (and night lighting) keeps the boxes on the pixels."""
+    cfg = SynthConfig(out=str(tmp_path / "big"), scenes=1, seconds=2.0, seed=3,
+                      camera=CameraConfig(width=800, height=450),
+                      world=WorldConfig(time_of_day="night", weather="rain", crowdedness="crowded"))
+    root = render_dataset(cfg)
+    nusc = NuScenes(version=VERSION, dataroot=str(root), verbose=False)
+    assert {sd["width"] for sd in nusc.sample_data} == {800} and {sd["height"] for sd in nusc.sample_data} == {450}
+    checked = _box_pixel_ious(root, nusc)
+    assert len(checked) >= 3, f"too few unoccluded objects to test: {len(checked)}"
+    assert min(checked)[0] >= 0.9, f"IoU {min(checked)[0]:.3f} for a {min(checked)[1]}"
 
 
 def test_truth_sidecar_agrees_with_tables(dataset: tuple[Path, NuScenes]) -> None:
@@ -181,6 +208,15 @@ def test_truth_sidecar_agrees_with_tables(dataset: tuple[Path, NuScenes]) -> Non
         assert np.all(np.abs(nearest[:, 1]) < 1.8) and np.all(np.abs(nearest[:, 0]) < 0.5)
         assert truth.road_edges.shape[1] == 2
         assert np.all(truth.road_edges[:, 0, 2, 1] < 0) and np.all(truth.road_edges[:, 1, 2, 1] > 0)
+        # the mask's instance index -> its key-frame sample_annotation (and the very same box)
+        for k in np.flatnonzero(truth.is_key_frame):
+            for ob in truth.objects[k]:
+                assert ob.annotation_token is not None
+                ann = nusc.get("sample_annotation", ob.annotation_token)
+                assert ann["instance_token"] == truth.instance_tokens[ob.index] == ob.instance_token
+                assert ann["sample_token"] == nusc.get("sample_data", truth.sample_data_tokens[k])["sample_token"]
+                assert np.allclose(ann["translation"], ob.translation, atol=1e-5)
+        assert all(ob.annotation_token is None for k in np.flatnonzero(~truth.is_key_frame) for ob in truth.objects[k])
         mask = truth.load_mask(0)
         assert mask.dtype == np.uint16 and mask.shape == (256, 512)
         assert set(np.unique(mask).tolist()) - {0} <= set(truth.instance_tokens)
@@ -207,6 +243,76 @@ def test_refuses_to_replace_other_folders(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match="not a drivesim synthetic dataset"):
         render_dataset(SynthConfig(out=str(tmp_path / "mine"), scenes=1, seconds=1.0))
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    # a folder that merely looks like a leftover of ours is never deleted either
+    (tmp_path / "data.partial").mkdir()
+    (tmp_path / "data.partial" / "notes.txt").write_text("keep me too")
+    small = CameraConfig(width=64, height=32)
+    render_dataset(SynthConfig(out=str(tmp_path / "data"), scenes=1, seconds=0.5, camera=small))
+    assert (tmp_path / "data.partial" / "notes.txt").read_text() == "keep me too"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "data.partial", "mine"]
+
+
+def test_failed_render_keeps_the_good_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from drivesim.synth.scene_writer import SceneWriter
+
+    cfg = SynthConfig(out=str(tmp_path / "data"), scenes=2, seconds=0.5, seed=1,
+                      camera=CameraConfig(width=64, height=32))
+    before = _digest(render_dataset(cfg))
+    real_write = SceneWriter.write
+
+    def write_then_fail(self: SceneWriter, scene: object) -> None:
+        real_write(self, scene)  # type: ignore[arg-type]
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(SceneWriter, "write", write_then_fail)
+    cfg.seed = 2
+    with pytest.raises(RuntimeError, match="disk full"):
+        render_dataset(cfg)
+    assert _digest(tmp_path / "data") == before  # untouched, not half-replaced
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]  # and no half-written leftovers beside it
+
+
+def test_bad_settings_fail_before_writing(tmp_path: Path) -> None:
+    bad = [({"keyframe_hz": 0.0}, "keyframe_hz"), ({"fps": 12.0, "keyframe_hz": 5.0}, "keyframe_hz"),
+           ({"preview_frames": 0}, "preview_frames"), ({"world": WorldConfig(weather="snow")}, "world.weather"),
+           ({"world": WorldConfig(forward_lanes=4)}, "world.forward_lanes"),
+           ({"world": WorldConfig(stop_probability=2.0)}, "world.stop_probability")]
+    for change, field_name in bad:
+        cfg = SynthConfig(out=str(tmp_path / "out"), scenes=1, seconds=1.0)
+        for key, value in change.items():
+            setattr(cfg, key, value)
+        with pytest.raises(ValueError, match=field_name):
+            render_dataset(cfg)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_long_scenes_do_not_overlap_in_time() -> None:
+    from drivesim.synth.scene_writer import scene_start_us
+
+    for seconds in (4.0, 900.0, 3600.0):
+        n = int(seconds * 12) + 1
+        end_of_first = scene_start_us(0, n, 12.0) + round((n - 1) * 1e6 / 12.0)
+        assert scene_start_us(1, n, 12.0) > end_of_first
+
+
+def test_preview_draws_boxes_in_category_colours(dataset: tuple[Path, NuScenes], tmp_path: Path) -> None:
+    """Box.render_cv2 takes RGB colours: a car's box must come out orange (255, 158, 0), not blue."""
+    import cv2
+
+    from drivesim.synth.nuscenes_writer import NuScenesTables
+    from drivesim.synth.preview import write_preview
+
+    root, nusc = dataset
+    tables = NuScenesTables(seed=0)
+    for name in tables.tables:
+        tables.tables[name] = list(getattr(nusc, name))
+    out = tmp_path / "p"
+    out.mkdir()
+    (out / "samples").symlink_to(root / "samples")
+    grid = cv2.imread(str(write_preview(out, VERSION, tables, 4)))
+    orange_bgr = np.all(grid == (0, 158, 255), axis=-1).sum()
+    swapped = np.all(grid == (255, 158, 0), axis=-1).sum()
+    assert orange_bgr > 20 and swapped == 0
 
 
 def test_cli_synth_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

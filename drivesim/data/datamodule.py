@@ -12,7 +12,6 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import cv2
 import lightning as L
 import numpy as np
 import torch
@@ -25,10 +24,8 @@ log = logging.getLogger(__name__)
 
 
 def worker_init(worker_id: int) -> None:
-    """One decoding thread per worker (the workers are the parallelism; more threads oversubscribe
-    the cores) and numpy's generator seeded from the worker's torch seed, for reproducibility."""
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
+    """numpy's generator seeded from the worker's torch seed, for reproducibility. (Thread pools are
+    not touched here: resizing them in a forked child can deadlock; torch already uses one thread.)"""
     np.random.seed(torch.initial_seed() % 2**32)
 
 

@@ -78,7 +78,7 @@ def check_videos(root: Path, frames: int, fps: float, decode: bool) -> list[str]
         folder = index_folder(root)
     except DataError as exc:
         return [str(exc)]
-    problems = list(folder.errors.values())
+    problems = [str(e) for e in folder.errors.values()]
     need = (frames - 1) / fps
     for video in folder.videos:
         path = root / video.path
@@ -112,14 +112,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--fps", type=float, default=3.0)
         p.add_argument("--decode", action="store_true", help="decode every image / frame (slow, thorough)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    if args.kind == "nuscenes":
-        problems = check_nuscenes(args.root, args.version, args.camera, args.frames, args.fps, args.decode)
-    else:
-        problems = check_videos(args.root, args.frames, args.fps, args.decode)
-    for line in problems:
-        log.error("PROBLEM %s", line)
-    log.info("%s", f"{len(problems)} problem(s) found" if problems else "OK: no problems found")
+    # The report goes to stdout through this module's logger only (the library's warnings keep
+    # whatever logging the caller configured).
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        if args.kind == "nuscenes":
+            problems = check_nuscenes(args.root, args.version, args.camera, args.frames, args.fps, args.decode)
+        else:
+            problems = check_videos(args.root, args.frames, args.fps, args.decode)
+        for line in problems:
+            log.error("PROBLEM %s", line)
+        log.info("%s", f"{len(problems)} problem(s) found" if problems else "OK: no problems found")
+    finally:
+        log.removeHandler(handler)
     return 1 if problems else 0
 
 

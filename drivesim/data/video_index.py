@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 CACHE_NAME = ".drivesim_index.json"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass
@@ -92,9 +92,10 @@ def build_index(path: Path, rel: str) -> VideoIndex:
                 stamp = packet.pts if packet.pts is not None else packet.dts
                 if stamp is None:
                     raise DataError(path, f"packet {len(pts)} has no timestamp")
-                pts.append(int(stamp))
                 if packet.is_keyframe:
-                    keyframes.append(int(stamp))
+                    keyframes.append(int(stamp))  # a seek point even when not shown
+                if not packet.is_discard:  # edit lists hide some packets: the decoder drops them
+                    pts.append(int(stamp))
         except av.FFmpegError as exc:
             raise DataError(path, f"corrupt or truncated: demuxing failed after {len(pts)} frames ({exc})") from exc
         if not pts:
@@ -151,7 +152,7 @@ class FolderIndex:
     """Every video under a root: usable ones indexed, unusable ones with their one-line error."""
 
     videos: list[VideoIndex]
-    errors: dict[str, str]
+    errors: dict[str, DataError]
 
 
 def _load_cache(cache: Path) -> dict[str, dict]:
@@ -188,7 +189,7 @@ def index_folder(root: Path, use_cache: bool = True) -> FolderIndex:
     cached = _load_cache(cache) if use_cache else {}
     files: dict[str, dict] = {}
     videos: list[VideoIndex] = []
-    errors: dict[str, str] = {}
+    errors: dict[str, DataError] = {}
     changed = False
     for path in find_videos(root):
         rel = path.relative_to(root).as_posix()
@@ -199,10 +200,10 @@ def index_folder(root: Path, use_cache: bool = True) -> FolderIndex:
             try:
                 entry = asdict(build_index(path, rel))
             except DataError as exc:
-                entry = {"size": size, "mtime_ns": mtime_ns, "error": str(exc)}
+                entry = {"size": size, "mtime_ns": mtime_ns, "error": exc.problem}
         files[rel] = entry
         if "error" in entry:
-            errors[rel] = entry["error"]
+            errors[rel] = DataError(path, entry["error"])
         else:
             entry = dict(entry, time_base=tuple(entry["time_base"]))
             videos.append(VideoIndex(**entry))

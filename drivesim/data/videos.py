@@ -60,26 +60,26 @@ class VideoFolderClips(Dataset):
         self.items: list[tuple[int, float]] = []
         names = sorted([v.path for v in folder.videos] + list(folder.errors))
         keep = set(split_scenes("videos", names, split, seed, val_fraction))
-        for rel, message in folder.errors.items():
+        for rel, error in folder.errors.items():
             if rel in keep:
-                self._reject(message)
+                self._reject(error)
         for video in folder.videos:
             if video.path not in keep:
                 continue
             try:
                 self._add(video)
             except DataError as exc:
-                self._reject(str(exc))
+                self._reject(exc)
         if not keep:
             log.warning("%s: split %s has no video files", self.root, split)
         elif not self.items and on_error == "raise":
             raise DataError(self.root, f"no clips of {frames} frames at {fps} fps in any video")
 
-    def _reject(self, message: str) -> None:
+    def _reject(self, error: DataError) -> None:
         if self.on_error == "raise":
-            raise DataError(message.split(": ", 1)[0], message.split(": ", 1)[-1])
-        log.warning("skipping %s", message)
-        self.skipped.append(message)
+            raise error
+        log.warning("skipping %s", error)
+        self.skipped.append(str(error))
 
     def _add(self, video: VideoIndex) -> None:
         path = self.root / video.path

@@ -26,13 +26,14 @@ def repeat_per_frame(x: Tensor, num_frames: int) -> Tensor:
 
 
 def frames_to_volume(x: Tensor, num_frames: int) -> Tensor:
-    """Folded `(B*T, C, H, W)` -> `(B, C, T, H, W)` for 3D convolutions over time."""
-    return rearrange(x, "(b t) c h w -> b c t h w", t=num_frames)
+    """Folded `(B*T, C, H, W)` -> `(B, C, T, H*W)`: a video volume with the pixels flattened, so
+    convolutions over time run as 2D convolutions (kernel `(k, 1)`), oneDNN's fast path on CPU."""
+    return rearrange(x, "(b t) c h w -> b c t (h w)", t=num_frames)
 
 
-def volume_to_frames(x: Tensor) -> Tensor:
-    """`(B, C, T, H, W)` -> folded `(B*T, C, H, W)`; the inverse of `frames_to_volume`."""
-    return rearrange(x, "b c t h w -> (b t) c h w")
+def volume_to_frames(x: Tensor, height: int) -> Tensor:
+    """`(B, C, T, H*W)` -> folded `(B*T, C, H, W)`; the inverse of `frames_to_volume`."""
+    return rearrange(x, "b c t (h w) -> (b t) c h w", h=height)
 
 
 def frames_to_sequences(x: Tensor, num_frames: int) -> Tensor:

@@ -21,8 +21,8 @@ class Camera:
 
     @classmethod
     def from_config(cls, cfg: CameraConfig) -> Camera:
-        if cfg.width < 16 or cfg.height < 16:
-            raise ValueError(f"camera.width/camera.height must be >= 16, got {cfg.width}x{cfg.height}")
+        if not (16 <= cfg.width <= 4096 and 16 <= cfg.height <= 4096):
+            raise ValueError(f"camera.width/camera.height must be in 16..4096, got {cfg.width}x{cfg.height}")
         if not 10.0 <= cfg.horizontal_fov_deg <= 150.0:
             raise ValueError(f"camera.horizontal_fov_deg must be in [10, 150], got {cfg.horizontal_fov_deg}")
         focal = (cfg.width / 2.0) / np.tan(np.radians(cfg.horizontal_fov_deg) / 2.0)
@@ -54,3 +54,23 @@ def clip_near(poly: np.ndarray, near: float = NEAR_M) -> np.ndarray:
             t = (near - a[2]) / (b[2] - a[2])
             out.append(a + t * (b - a))
     return np.array(out) if out else np.zeros((0, 3))
+
+
+def clip_rect(poly: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    """Sutherland-Hodgman clip of a convex 2D polygon (K, 2) to the rectangle [x0, x1] x [y0, y1].
+
+    Exact (unlike clamping vertices, which bends the edges), so pixels inside the rectangle are unchanged."""
+    for axis, bound, sign in ((0, x0, 1.0), (0, x1, -1.0), (1, y0, 1.0), (1, y1, -1.0)):
+        k = len(poly)
+        if k == 0:
+            break
+        out = []
+        for i in range(k):
+            a, b = poly[i], poly[(i + 1) % k]
+            a_in, b_in = sign * (a[axis] - bound) >= 0, sign * (b[axis] - bound) >= 0
+            if a_in:
+                out.append(a)
+            if a_in != b_in:
+                out.append(a + (bound - a[axis]) / (b[axis] - a[axis]) * (b - a))
+        poly = np.array(out) if out else np.zeros((0, 2))
+    return poly

@@ -85,13 +85,14 @@ def write_map(root: Path, filename: str, road_xy: list[np.ndarray], resolution: 
     path = root / filename
     path.parent.mkdir(parents=True, exist_ok=True)
     pts = np.concatenate(road_xy)
-    width = int(np.ceil(pts[:, 0].max() / resolution)) + 50
-    height = int(np.ceil(pts[:, 1].max() / resolution)) + 50
+    margin = int(round(20.0 / resolution))
+    width = int(np.ceil(pts[:, 0].max() / resolution)) + margin
+    height = int(np.ceil(pts[:, 1].max() / resolution)) + margin
     mask = np.zeros((height, width), dtype=np.uint8)
     for poly in road_xy:
         px = np.stack([poly[:, 0] / resolution, height - poly[:, 1] / resolution], axis=1)
         cv2.fillPoly(mask, [np.round(px).astype(np.int32)], (255,))
-    ok, buf = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    ok, buf = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_COMPRESSION, 6])
     if not ok:
         raise RuntimeError(f"could not encode map {path}")
     path.write_bytes(buf.tobytes())

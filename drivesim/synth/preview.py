@@ -60,9 +60,8 @@ def write_preview(root: Path, version: str, tables: NuScenesTables, max_frames: 
         intrinsic = np.array(by_token["calibrated_sensor"][sd["calibrated_sensor_token"]]["camera_intrinsic"])
         for box in _boxes_in_camera(tables, sd, by_token):
             if box_in_image(box, intrinsic, (sd["width"], sd["height"]), vis_level=BoxVisibility.ANY):
-                rgb = _COLOURS.get(box.name, (255, 255, 255))
-                colour = (rgb[2], rgb[1], rgb[0])
-                box.render_cv2(image, view=intrinsic, normalize=True, colors=(colour, colour, colour), linewidth=1)
+                rgb = _COLOURS.get(box.name, (255, 255, 255))  # render_cv2 takes RGB and flips it for BGR
+                box.render_cv2(image, view=intrinsic, normalize=True, colors=(rgb, rgb, rgb), linewidth=1)
         tiles.append(image)
     cols = 2 if len(tiles) > 1 else 1
     while len(tiles) % cols:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from drivesim.synth.camera import NEAR_M, Camera, clip_near
+from drivesim.synth.camera import NEAR_M, Camera, clip_near, clip_rect
 from drivesim.synth.geometry import make_transform, yaw_pitch_matrix
 from drivesim.synth.ground import ground_quads
 from drivesim.synth.scene import Scene
@@ -27,6 +27,8 @@ _SCALE = float(1 << SHIFT)
 # output pixel centres with only ~0.25 px of that growth, so masks hug the projected geometry.
 SS = 2
 VIEW_AHEAD_M, VIEW_BEHIND_M = 200.0, 15.0
+LIMIT_PX = 4096.0  # polygons reaching beyond this are clipped to the image (plus GUARD_PX) before filling
+GUARD_PX = 16.0
 
 
 @dataclass
@@ -166,18 +168,23 @@ class Rasteriser:
         uv = np.zeros(cam_quads.shape[:2] + (2,))
         safe = np.where(z[..., None] > 1e-6, cam_quads, 1.0)
         uv[inside] = cam.project(safe[inside])
-        pts = np.round(np.clip(uv, -4096.0, 4096.0) * (_SCALE * SS)).astype(np.int32)
+        pts = np.round(np.clip(uv, -LIMIT_PX, LIMIT_PX) * (_SCALE * SS)).astype(np.int32)
         lo, hi = uv.min(axis=1), uv.max(axis=1)
         on_screen = (hi[:, 0] >= 0) & (lo[:, 0] < cam.width) & (hi[:, 1] >= 0) & (lo[:, 1] < cam.height)
+        huge = (np.abs(uv) > LIMIT_PX).any(axis=(1, 2))
         draw = (inside & on_screen) | partly
         polys: list[np.ndarray | None] = [None] * len(cam_quads)
-        limit = 4096.0  # keeps fixed-point coordinates inside int32 for any image size used here
         for i in np.flatnonzero(draw):
-            if partly[i]:
+            if partly[i] or huge[i]:
                 clipped = clip_near(cam_quads[i])
                 if len(clipped) < 3:
                     continue
-                p = np.round(np.clip(cam.project(clipped), -limit, limit) * (_SCALE * SS)).astype(np.int32)
+                # a vertex far outside the image would overflow the fixed-point coordinates: clip exactly
+                px = clip_rect(cam.project(clipped), -GUARD_PX, -GUARD_PX, cam.width + GUARD_PX,
+                               cam.height + GUARD_PX)
+                if len(px) < 3:
+                    continue
+                p = np.round(px * (_SCALE * SS)).astype(np.int32)
             else:
                 p = pts[i]
             cv2.fillConvexPoly(ids, p, (base + int(i),), cv2.LINE_8, SHIFT)

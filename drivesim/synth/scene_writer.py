@@ -24,7 +24,16 @@ log = logging.getLogger(__name__)
 ANNOTATION_RANGE_M = 60.0  # agents annotated around the ego (nuScenes annotates within ~50-70 m)
 LANE_STATIONS = np.arange(-10.0, 100.0 + 1e-6, 5.0)  # arc lengths (m) of lane polyline points around the ego
 BASE_TIMESTAMP_US = 1_600_000_000_000_000
-MAP_RESOLUTION_M = 1.0
+SCENE_SLOT_US = 1_000_000_000  # 1000 s
+MAP_RESOLUTION_M = 0.1  # the devkit's MapMask reads every map PNG as 0.1 m per pixel (nuScenes' native)
+MAP_BEHIND_M, MAP_AHEAD_M = 80.0, 230.0  # the map covers the road the ego drives and sees (200 m ahead)
+
+
+def scene_start_us(index: int, n_frames: int, fps: float) -> int:
+    """First timestamp of scene `index`: scenes sit in 1000 s slots (several when a scene is longer), so
+    no two scenes of a dataset overlap in time."""
+    slots = int(np.ceil(((n_frames - 1) / fps * 1e6 + 60_000_000) / SCENE_SLOT_US))
+    return BASE_TIMESTAMP_US + index * slots * SCENE_SLOT_US
 
 
 def _encode(ext: str, array: np.ndarray, params: list[int]) -> bytes:
@@ -60,8 +69,9 @@ class SceneWriter:
         t, cfg = self.tables, self.cfg
         name = scene.name
         _, per_key = frame_count(cfg.seconds, cfg.fps, cfg.keyframe_hz)
-        road = scene.road
-        offset = np.array([20.0 - road.x.min(), 20.0 - road.y.min(), 0.0])  # global x, y > 0 (map)
+        map_polys = self._map_polygons(scene)
+        corner = np.concatenate(map_polys).min(axis=0)
+        offset = np.array([20.0 - corner[0], 20.0 - corner[1], 0.0])  # global x, y > 0 around the drive (map)
         scene_tok, log_tok, map_tok = t.token("scene", name), t.token("log", name), t.token("map", name)
         calib_tok = t.token("calibrated_sensor", name, CHANNEL)
         cam = self.camera
@@ -71,14 +81,15 @@ class SceneWriter:
             "translation": cam.cam_to_ego[:3, 3].tolist(), "rotation": matrix_to_quaternion(rot),
             "camera_intrinsic": cam.intrinsic.tolist()})
         map_file = f"maps/{map_tok}.png"
-        self._write_map(scene, offset, map_file)
+        write_map(self.root, map_file, [poly + offset[:2] for poly in map_polys], MAP_RESOLUTION_M)
         t.tables["log"].append({"token": log_tok, "logfile": f"{name}-log", "vehicle": "drivesim-ego",
                                 "date_captured": "2020-09-13", "location": "drivesim-procedural"})
         t.tables["map"].append({"token": map_tok, "log_tokens": [log_tok], "category": "semantic_prior",
                                 "filename": map_file})
         rast = Rasteriser(scene, cam)
         n = scene.n_frames
-        stamps = [BASE_TIMESTAMP_US + scene.index * 1_000_000_000 + int(round(k * 1e6 / cfg.fps)) for k in range(n)]
+        start = scene_start_us(scene.index, n, cfg.fps)
+        stamps = [start + int(round(k * 1e6 / cfg.fps)) for k in range(n)]
         keys = list(range(0, n, per_key))
         sample_toks = [t.token("sample", name, k) for k in keys]
         samples = [{"token": tok, "timestamp": stamps[k], "scene_token": scene_tok}
@@ -123,6 +134,7 @@ class SceneWriter:
                            "translation": ob["translation"], "size": ob["size"], "rotation": ob["rotation"],
                            "num_lidar_pts": ob["visible_px"], "num_radar_pts": 0}
                     ann_by_instance.setdefault(ob["index"] - 1, []).append(ann)
+                    ob["annotation_token"] = ann["token"]
             frames_truth.append(self._frame_truth(scene, k, render, sd_tok, stamps[k], is_key, image_rel,
                                                   mask_rel, objects))
         link_chain(sds)
@@ -151,16 +163,19 @@ class SceneWriter:
         dump(self.root / TRUTH_DIR / f"{name}.json", truth, compact=True)
         log.info("scene %s: %d frames, %d annotated agents (%s)", name, n, len(ann_by_instance), scene.description)
 
-    def _write_map(self, scene: Scene, offset: np.ndarray, map_file: str) -> None:
+    def _map_polygons(self, scene: Scene) -> list[np.ndarray]:
+        """Drivable area (kerb to kerb) along the stretch the ego drives, as world (x, y) polygons."""
         road, sec = scene.road, scene.road.section
+        lo = max(float(scene.traj.ego_s.min()) - MAP_BEHIND_M, float(road.s[0]))
+        hi = min(float(scene.traj.ego_s.max()) + MAP_AHEAD_M, float(road.s[-1]))
+        s = np.arange(lo, hi + 1e-6, 2.0)
         chunks = []
-        s = road.s
-        for a in range(0, len(s) - 1, 40):
-            seg = s[a:min(a + 41, len(s))]
+        for a in range(0, max(len(s) - 1, 1), 20):
+            seg = s[a:min(a + 21, len(s))]
             left = road.points(seg, sec.left_kerb)[:, :2]
             right = road.points(seg, sec.right_kerb)[:, :2]
-            chunks.append(np.concatenate([left, right[::-1]]) + offset[:2])
-        write_map(self.root, map_file, chunks, MAP_RESOLUTION_M)
+            chunks.append(np.concatenate([left, right[::-1]]))
+        return chunks
 
     def _objects(self, scene: Scene, k: int, render: FrameRender, offset: np.ndarray,
                  instance_toks: list[str]) -> list[dict[str, Any]]:
@@ -185,6 +200,7 @@ class SceneWriter:
                         "translation": _r(centre, 6), "size": [a.width, a.length, a.height],
                         "rotation": _r(yaw_quaternion(float(yaws[i])), 8), "speed": speed,
                         "visible_px": st.visible_px if st else 0, "full_px": st.full_px if st else 0,
+                        "annotation_token": None,  # set for key frames: the sample_annotation of this box
                         "bbox_full": list(st.bbox_full) if st else None})
         return out
 
@@ -201,6 +217,7 @@ class SceneWriter:
                 "ego": {"speed": _r(scene.traj.ego_speed[k], 6), "yaw_rate": _r(scene.traj.ego_yaw_rate[k], 6),
                         "accel": _r(scene.traj.ego_accel[k], 6)},
                 "lane_centres": _r(ego[:len(lanes)], 3), "road_edges": _r(ego[len(lanes):], 3),
-                "objects": [{key: ob[key] for key in ("index", "instance_token", "category", "translation", "size",
-                                                     "rotation", "visible_px", "full_px", "bbox_full")}
+                "objects": [{key: ob[key] for key in ("index", "instance_token", "annotation_token", "category",
+                                                     "translation", "size", "rotation", "visible_px", "full_px",
+                                                     "bbox_full")}
                             for ob in objects]}

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drivesim.synth.agents import CROSS, CYCLE, FOLLOW, ONCOMING, PARKED, AgentSpec
+from drivesim.synth.agents import CROSS, CYCLE, FOLLOW, ONCOMING, PARKED, WALK, AgentSpec
 from drivesim.synth.geometry import wrap_angle
 from drivesim.synth.road import Road
 
 SUBSTEPS = 4  # simulation steps per camera frame
 WARMUP_S = 2.0
+LOOK_AHEAD_M = 400.0  # how far ahead a driver reacts to what is in its lane (IDM's pull is ~0 beyond)
 
 _IDM = {  # kind -> (max accel, comfortable decel, time headway, min gap)
     "car": (1.6, 2.5, 1.3, 2.5), "truck": (1.0, 2.0, 1.6, 3.0), "bus": (1.0, 2.0, 1.6, 3.0),
@@ -79,6 +80,7 @@ class _Sim:
         self.acc = np.zeros(n)
         self.params = np.array([_IDM.get(k, _IDM["car"]) for k in self.kind])
         self.cross = np.array([b == CROSS for b in self.behaviour])
+        self.obstacle = np.array([b != WALK for b in self.behaviour])  # walkers never leave the sidewalk
         self.cross_time = np.array([0.0] + [a.cross_time for a in agents])
         self.started = np.zeros(n, dtype=bool)
         self.cross_to = np.array([0.0] + [a.cross_to for a in agents])
@@ -89,24 +91,43 @@ class _Sim:
         self.heading_extra = np.zeros(n)
 
     def _leaders(self, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """Gap to, and speed along our direction of, the nearest obstacle ahead in our lane."""
+        """Gap to, and speed along our direction of, the nearest obstacle ahead in our lane.
+
+        Only IDM drivers look for a leader, only agents that can stand in a lane (not sidewalk walkers)
+        are obstacles, and only within LOOK_AHEAD_M: the cost grows with agents x neighbours, not agents^2,
+        so long scenes stay fast."""
         s, d, w, ln = self.s, self.d, self.width, self.length
-        # a crossing pedestrian is turned sideways, and drivers keep a wide berth once it is on the road
-        on_road = self.cross & (d > self.road.section.right_kerb) & (d < self.road.section.left_kerb)
-        foot = np.where(self.cross, np.where(on_road, self.length + 3.0, self.length), w)
-        ahead = (s[None, :] - s[:, None]) * self.dir[:, None]
-        lateral = np.abs(d[None, :] - d[:, None]) < (w[:, None] + foot[None, :]) / 2.0 + 0.3
-        gap = ahead - (ln[:, None] + ln[None, :]) / 2.0
-        valid = lateral & (ahead > 0.0)
-        np.fill_diagonal(valid, False)
-        gap = np.where(valid, gap, np.inf)
-        j = np.argmin(gap, axis=1)
-        best = gap[np.arange(len(s)), j]
+        n = len(s)
+        best, j_best = np.full(n, np.inf), np.zeros(n, dtype=np.int64)
+        fol, obs = np.flatnonzero(self.idm), np.flatnonzero(self.obstacle)
+        if len(fol) and len(obs):
+            by_s = obs[np.argsort(s[obs], kind="stable")]
+            s_sorted = s[by_s]
+            sf, fwd = s[fol], self.dir[fol] > 0
+            # ahead strictly (never oneself): (s, s + L] going forward, [s - L, s) going backward
+            lo = np.where(fwd, np.searchsorted(s_sorted, sf, "right"),
+                          np.searchsorted(s_sorted, sf - LOOK_AHEAD_M, "left"))
+            hi = np.where(fwd, np.searchsorted(s_sorted, sf + LOOK_AHEAD_M, "right"),
+                          np.searchsorted(s_sorted, sf, "left"))
+            width = int((hi - lo).max(initial=0))
+            if width > 0:
+                rank = lo[:, None] + np.arange(width)[None, :]
+                ok = rank < hi[:, None]
+                j = by_s[np.minimum(rank, len(by_s) - 1)]  # (F, M) candidate obstacles
+                # a crossing pedestrian is turned sideways, and drivers keep a wide berth once it is on the road
+                on_road = self.cross[j] & (d[j] > self.road.section.right_kerb) & (d[j] < self.road.section.left_kerb)
+                foot = np.where(self.cross[j], np.where(on_road, ln[j] + 3.0, ln[j]), w[j])
+                lateral = np.abs(d[j] - d[fol][:, None]) < (w[fol][:, None] + foot) / 2.0 + 0.3
+                gap = np.abs(s[j] - sf[:, None]) - (ln[fol][:, None] + ln[j]) / 2.0
+                gap = np.where(ok & lateral, gap, np.inf)
+                col = np.argmin(gap, axis=1)
+                best[fol] = gap[np.arange(len(fol)), col]
+                j_best[fol] = j[np.arange(len(fol)), col]
         v_signed = np.where(self.idm, self.v * self.dir, 0.0)
-        lead_v = v_signed[j] * self.dir
+        lead_v = v_signed[j_best] * self.dir
         if self.stop is not None and self.stop.start <= t < self.stop.end:
             ahead_stop = self.stop.s - s
-            in_fwd = (self.dir > 0) & (d < 0.0) & (ahead_stop > 0.0)
+            in_fwd = self.idm & (self.dir > 0) & (d < 0.0) & (ahead_stop > 0.0)
             stop_gap = ahead_stop - ln / 2.0
             can_stop = stop_gap > self.v**2 / 6.0  # too close to stop comfortably: drive on (amber)
             closer = in_fwd & can_stop & (stop_gap < best)
@@ -196,7 +217,15 @@ def simulate(rng: np.random.Generator, road: Road, agents: list[AgentSpec], ego_
     n_steps = warm + (n_frames - 1) * SUBSTEPS + 3
     cruise_change = 0.0
     stopped_once = False
+    frames = warm + 1 + np.arange(n_frames) * SUBSTEPS
+    at_frame = np.zeros(n_steps, dtype=bool)
+    at_frame[frames] = True
+    near_frame = at_frame.copy()  # the ego's speed and yaw rate are central differences around frames
+    near_frame[frames - 1] = near_frame[frames + 1] = True
+    # agents are recorded at camera frames only: memory grows with frames x agents, not substeps
     rec_s, rec_d, rec_yaw, rec_v, rec_acc = [], [], [], [], []
+    ego_xyz = np.zeros((n_steps, 3))
+    ego_yaw = np.zeros(n_steps)
     for k in range(n_steps):
         t = (k - warm - 1) * dt  # record index warm + 1 is the scene's t = 0
         if t >= cruise_change:  # the ego picks a new cruising speed now and then
@@ -209,25 +238,28 @@ def simulate(rng: np.random.Generator, road: Road, agents: list[AgentSpec], ego_
             stop.end = t + float(rng.uniform(2.0, 4.0))
         if k == warm:  # warm-up settles the traffic; the ego starts the scene at s = 0
             sim.s = sim.s - sim.s[0]
-        rec_s.append(sim.s.copy())
-        rec_d.append(sim.d.copy())
-        rec_yaw.append(sim.yaw())
-        rec_v.append(sim.v.copy())
-        rec_acc.append(sim.acc.copy())
+        if near_frame[k]:
+            yaw = sim.yaw()
+            ego_xyz[k] = road.points(sim.s[0], sim.d[0])
+            ego_yaw[k] = yaw[0]
+            if at_frame[k]:
+                rec_s.append(sim.s.copy())
+                rec_d.append(sim.d.copy())
+                rec_yaw.append(yaw)
+                rec_v.append(sim.v.copy())
+                rec_acc.append(sim.acc[0])
         sim.step(t, check_lanes=(k % (SUBSTEPS * 6) == 0 and t >= 0.0))
     s, d = np.array(rec_s), np.array(rec_d)
-    yaw, v, acc = np.array(rec_yaw), np.array(rec_v), np.array(rec_acc)
-    frames = warm + 1 + np.arange(n_frames) * SUBSTEPS
-    ego_xyz = road.points(s[:, 0], d[:, 0])
+    yaw_f, v = np.array(rec_yaw), np.array(rec_v)
     vel = (ego_xyz[frames + 1] - ego_xyz[frames - 1]) / (2 * dt)
     speed = np.linalg.norm(vel, axis=1)
-    yaw_rate = wrap_angle(yaw[frames + 1, 0] - yaw[frames - 1, 0]) / (2 * dt)
+    yaw_rate = wrap_angle(ego_yaw[frames + 1] - ego_yaw[frames - 1]) / (2 * dt)
     stop_s = np.full(n_frames, np.nan)
     times = np.arange(n_frames) / fps
     if stop is not None:
         active = (times >= stop.start) & (times < stop.end)
         stop_s[active] = stop.s
-    return Trajectories(times=times, ego_s=s[frames, 0], ego_d=d[frames, 0], ego_yaw=yaw[frames, 0],
-                        ego_speed=speed, ego_yaw_rate=yaw_rate, ego_accel=acc[frames, 0],
-                        agent_s=s[frames, 1:], agent_d=d[frames, 1:], agent_yaw=yaw[frames, 1:],
-                        agent_speed=v[frames, 1:], stop_s=stop_s, stop_event=stop)
+    return Trajectories(times=times, ego_s=s[:, 0], ego_d=d[:, 0], ego_yaw=yaw_f[:, 0],
+                        ego_speed=speed, ego_yaw_rate=yaw_rate, ego_accel=np.array(rec_acc),
+                        agent_s=s[:, 1:], agent_d=d[:, 1:], agent_yaw=yaw_f[:, 1:],
+                        agent_speed=v[:, 1:], stop_s=stop_s, stop_event=stop)

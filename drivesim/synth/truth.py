@@ -25,6 +25,7 @@ class FrameObject:
 
     index: int  # instance index: the value of its pixels in the mask
     instance_token: str
+    annotation_token: str | None  # its sample_annotation token at key frames, None at sweeps
     category: str
     translation: np.ndarray  # (3,) box centre, global
     size: np.ndarray  # (3,) width, length, height
@@ -96,7 +97,9 @@ def load_scene_truth(root: Path | str, scene_name: str) -> SceneTruth:
         objs = []
         for ob in _need(fr, "objects", where):
             bbox = ob.get("bbox_full")
-            objs.append(FrameObject(int(ob["index"]), str(ob["instance_token"]), str(ob["category"]),
+            ann = ob.get("annotation_token")
+            objs.append(FrameObject(int(ob["index"]), str(ob["instance_token"]), None if ann is None else str(ann),
+                                    str(ob["category"]),
                                     np.array(ob["translation"], float), np.array(ob["size"], float),
                                     np.array(ob["rotation"], float), int(ob["visible_px"]), int(ob["full_px"]),
                                     tuple(bbox) if bbox is not None else None))  # type: ignore[arg-type]

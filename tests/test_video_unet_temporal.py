@@ -1,0 +1,71 @@
+"""The temporal layers themselves: what they mix, where they start, and how they are blended."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from drivesim.models.folding import fold_frames, frames_to_sequences, sequences_to_frames, unfold_frames
+from drivesim.models.temporal import TemporalAttentionBlock, TemporalConvBlock, frame_position_encoding
+
+
+def _randomise(block: torch.nn.Module, seed: int = 0) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=g))
+
+
+def test_temporal_conv_is_a_3x1x1_conv3d_over_each_sample_frames() -> None:
+    block = TemporalConvBlock(16, groups=4)
+    _randomise(block)
+    x = torch.randn(2 * 5, 16, 3, 4)
+    v = rearrange(x, "(b t) c h w -> b c t h w", t=5)
+    g = block.conv2(F.silu(block.norm2(block.conv1(F.silu(block.norm1(v))))))  # the Conv3d modules on 5-D
+    expected = block.blend(x, x + rearrange(g, "b c t h w -> (b t) c h w"), 5)
+    torch.testing.assert_close(block(x, 5), expected, atol=1e-5, rtol=1e-5)
+    assert block.conv1.kernel_size == (3, 1, 1)
+
+
+def test_temporal_attention_mixes_frames_at_one_pixel_only() -> None:
+    block = TemporalAttentionBlock(16, num_heads=2)
+    _randomise(block)
+    x = torch.randn(2 * 4, 16, 3, 5)
+    y = x.clone()
+    y[1, :, 2, 3] += 1.0  # sample 0, frame 1, pixel (2, 3)
+    diff = (block(y, 4) - block(x, 4)).abs().amax(dim=1)  # (B*T, H, W)
+    changed = diff > 1e-6
+    assert changed[:4, 2, 3].all()  # every frame of that sample, at that pixel
+    changed[:4, 2, 3] = False
+    assert not changed.any()  # no other pixel, no other sample
+
+
+def test_temporal_attention_knows_frame_order() -> None:
+    """Without the frame encoding attention would be permutation-equivariant over frames."""
+    block = TemporalAttentionBlock(16, num_heads=2)
+    _randomise(block)
+    x = torch.randn(4, 16, 2, 2)
+    perm = torch.tensor([2, 0, 3, 1])
+    out_of_permuted = block(x[perm], 4)
+    assert (out_of_permuted - block(x, 4)[perm]).abs().max() > 1e-4
+    assert frame_position_encoding(4, 16).shape == (4, 16)
+    torch.testing.assert_close(block._frame_encoding(70, x.new_empty(1, 1, 16)), frame_position_encoding(70, 16))
+
+
+def test_fresh_blocks_are_identities_and_image_only_bypasses_trained_ones() -> None:
+    x = torch.randn(3 * 4, 16, 3, 5)
+    for block in (TemporalConvBlock(16, groups=4), TemporalAttentionBlock(16, num_heads=2)):
+        assert torch.equal(block(x, 4), x)  # zero-init last layer: z' = z
+        _randomise(block)
+        out = block(x, 4, image_only=torch.tensor([False, True, False]))
+        assert torch.equal(out[4:8], x[4:8])
+        assert (out[:4] - x[:4]).abs().max() > 1e-3
+
+
+def test_folding_round_trips() -> None:
+    x = torch.randn(2, 3, 4, 5, 6)
+    assert torch.equal(unfold_frames(fold_frames(x), 3), x)
+    folded = fold_frames(x)
+    assert torch.equal(folded[4], x[1, 1])  # (b t) order: frames of a sample adjacent
+    assert torch.equal(sequences_to_frames(frames_to_sequences(folded, 3), 2, 5, 6), folded)
