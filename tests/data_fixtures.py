@@ -42,6 +42,14 @@ def frame_number(image: np.ndarray) -> int:
     return int(round((centre - 16) / 12))
 
 
+def decoded_times(path: Path) -> list[float]:
+    """Presentation times (s from the first frame) of every frame of a full sequential decode."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stamps = [float(f.pts * stream.time_base) for f in container.decode(stream)]
+    return [t - stamps[0] for t in stamps]
+
+
 def make_frame(i: int, height: int, width: int, noise: bool = False) -> np.ndarray:
     image = np.full((height, width, 3), grey(i), np.uint8)
     if noise:  # texture, so the file has real bytes to damage
@@ -61,13 +69,22 @@ def write_video(
     rotation: int = 0,
     gop: int | None = None,
     noise: bool = False,
+    time_base: Fraction = Fraction(1, 1000),
+    options: dict[str, str] | None = None,
+    audio_seconds: float = 0.0,
+    offset: float = 0.0,
+    container_options: dict[str, str] | None = None,
 ) -> Path:
-    """Encode `frames` frames (or one per entry of `times`, seconds: variable frame rate)."""
+    """Encode `frames` frames (or one per entry of `times`, seconds: variable frame rate).
+
+    `options`: encoder options (e.g. B-frames, GOP); `audio_seconds` > 0 adds a silent AAC track
+    first in the file; `offset` shifts every timestamp (a file whose first frame is not at 0)."""
     encoder, _, pix_fmt = CODECS[codec]
     height, width = size
-    stamps = list(times) if times is not None else [i / fps for i in range(frames)]
-    tb = Fraction(1, 1000)
-    with av.open(str(path), "w") as container:
+    stamps = [t + offset for t in (list(times) if times is not None else [i / fps for i in range(frames)])]
+    tb = time_base
+    with av.open(str(path), "w", options=container_options or {}) as container:
+        audio = container.add_stream("aac", rate=48000) if audio_seconds > 0 else None
         stream = container.add_stream(encoder, rate=Fraction(fps).limit_denominator(1000))
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         stream.time_base = tb
@@ -76,11 +93,21 @@ def write_video(
             stream.codec_context.gop_size = gop
         if encoder == "libx265":
             stream.codec_context.options = {"x265-params": "log-level=none"}
+        if options:
+            stream.codec_context.options = dict(options)
         if rotation:
             stream.set_display_rotation(rotation)
+        if audio is not None:
+            for k in range(0, int(48000 * audio_seconds), 1024):
+                silence = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+                silence.sample_rate, silence.pts = 48000, k + int(round(offset * 48000))
+                for packet in audio.encode(silence):
+                    container.mux(packet)
+            for packet in audio.encode():
+                container.mux(packet)
         for i, t in enumerate(stamps):
             frame = av.VideoFrame.from_ndarray(make_frame(i, height, width, noise), format="rgb24")
-            frame.pts = int(round(t * 1000))
+            frame.pts = int(round(t / tb))
             frame.time_base = tb
             for packet in stream.encode(frame):
                 container.mux(packet)

@@ -115,4 +115,6 @@ def test_seeded_splits_are_disjoint_and_stable() -> None:
     assert split_scenes("v1.0-x", names, None) == names
     assert split_scenes("v1.0-trainval", ["scene-0001", "scene-0003"], "val") == ["scene-0003"]
     with pytest.raises(ValueError, match="split"):
-        split_scenes("v1.0-test", names, "train")
+        split_scenes("v1.0-test", ["scene-0077"], "train")
+    # No official scene name under an official version (another writer's data): the seeded split.
+    assert split_scenes("v1.0-trainval", names, "val", 3) == val

@@ -184,12 +184,12 @@ def test_bad_tables_and_images(tmp_path: Path) -> None:
         NuScenesClips(root, "v9.9-none", frames=2, fps=2.0, size=(45, 80))
 
     root = write_nuscenes(tmp_path / "c", VERSION, scenes=1)
-    (root / "sweeps" / "CAM_FRONT" / "s0_0001.jpg").unlink()
+    (root / "samples" / "CAM_FRONT" / "s0_0000.jpg").unlink()  # a key frame's image
     (root / "sweeps" / "CAM_FRONT" / "s0_0013.jpg").write_bytes(b"not a jpeg")
     ds = NuScenesClips(root, VERSION, frames=3, fps=12.0, size=(45, 80), stride=0.25)
     with pytest.raises(DataError) as info:
         ds[0]
-    assert "s0_0001.jpg: image file is missing" in _one_line(info)
+    assert "s0_0000.jpg: image file is missing" in _one_line(info)
     with pytest.raises(DataError, match="s0_0013.jpg: image does not decode"):
         ds[4]
     skipping = NuScenesClips(root, VERSION, frames=3, fps=12.0, size=(45, 80), stride=0.25, on_error="skip")
@@ -215,3 +215,83 @@ def test_visibility_filter(root: Path) -> None:
     visible = NuScenesClips(root, VERSION, frames=2, fps=2.0, size=(45, 80), min_visibility=3)[0]
     assert [c.tolist() for c in every.classes] == [[1, 6]] * 2
     assert [c.tolist() for c in visible.classes] == [[1]] * 2
+
+
+def test_missing_sweep_images_are_left_out_like_a_keyframes_only_download(tmp_path: Path) -> None:
+    # nuScenes ships "keyframe blobs only": the tables list every sweep, the sweep images are absent.
+    root = write_nuscenes(tmp_path, VERSION, scenes=1)
+    for image in (root / "sweeps" / "CAM_FRONT").iterdir():
+        image.unlink()
+    ds = NuScenesClips(root, VERSION, frames=3, fps=2.0, size=(45, 80))
+    assert ds.streams[0].missing_sweeps == 30 and len(ds) == 2
+    clip = ds[1]
+    assert clip.source.frame_ids == ["sd-0-18", "sd-0-24", "sd-0-30"]  # the key frames, every 0.5 s
+    assert [len(b) for b in clip.boxes_2d] == [2, 2, 2] and all(v.all() for v in clip.valid)
+    with pytest.raises(DataError, match="no clips of 3 frames at 12.0 fps"):
+        NuScenesClips(root, VERSION, frames=3, fps=12.0, size=(45, 80))
+
+
+def _edit(root: Path, table: str, change) -> None:  # noqa: ANN001 - a small in-place table edit
+    path = root / VERSION / f"{table}.json"
+    rows = json.loads(path.read_text())
+    change(rows)
+    path.write_text(json.dumps(rows))
+
+
+def test_malformed_records_name_their_table(tmp_path: Path) -> None:
+    root = write_nuscenes(tmp_path / "a", VERSION, scenes=1)
+    _edit(root, "sample_data", lambda rows: rows[3].pop("timestamp"))
+    with pytest.raises(DataError) as info:
+        NuScenesClips(root, VERSION, frames=3, fps=4.0, size=(45, 80))
+    assert _one_line(info).endswith("sample_data.json: record sd-0-3 has no 'timestamp'")
+    skipping = NuScenesClips(root, VERSION, frames=3, fps=4.0, size=(45, 80), on_error="skip")
+    assert len(skipping) > 0 and "sd-0-3" not in skipping.streams[0].tokens
+
+    root = write_nuscenes(tmp_path / "b", VERSION, scenes=1)
+    _edit(root, "sample_annotation", lambda rows: rows[0].__setitem__("instance_token", "f" * 32))
+    with pytest.raises(DataError) as info:
+        NuScenesClips(root, VERSION, frames=3, fps=4.0, size=(45, 80))
+    assert "sample_annotation.json: record ann-0-0-0: instance_token 'fff" in _one_line(info)
+
+    root = write_nuscenes(tmp_path / "c", VERSION, scenes=1)
+    _edit(root, "calibrated_sensor", lambda rows: rows[0].pop("camera_intrinsic"))
+    with pytest.raises(DataError) as info:
+        NuScenesClips(root, VERSION, frames=3, fps=4.0, size=(45, 80))
+    assert _one_line(info).endswith("calibrated_sensor.json: record cs-cam has no 'camera_intrinsic' (malformed table)")
+    skipping = NuScenesClips(root, VERSION, frames=3, fps=4.0, size=(45, 80), on_error="skip")
+    assert len(skipping) > 0 and all(skipping[i] is None for i in range(len(skipping)))
+
+    root = write_nuscenes(tmp_path / "d", VERSION, scenes=1)
+    _edit(root, "sample_data", lambda rows: rows[0].__setitem__("ego_pose_token", "e" * 32))
+    with pytest.raises(DataError) as info:
+        NuScenesClips(root, VERSION, frames=3, fps=4.0, size=(45, 80))[0]
+    assert f"sample_data.json: scene scene-0000, frame sd-0-0: a reference to '{'e' * 32}' names no record" in _one_line(info)
+
+
+def test_a_lidar_channel_is_not_a_camera(tmp_path: Path) -> None:
+    root = write_nuscenes(tmp_path, VERSION, scenes=1)
+    _edit(root, "sensor", lambda rows: rows.append({"token": "sensor-lidar", "channel": "LIDAR_TOP", "modality": "lidar"}))
+    with pytest.raises(DataError, match="sensor.json: 'LIDAR_TOP' is a lidar sensor"):
+        NuScenesClips(root, VERSION, camera="LIDAR_TOP", frames=2, fps=2.0, size=(45, 80))
+    assert len(NuScenesClips(root, VERSION, frames=2, fps=2.0, size=(45, 80))) > 0
+
+
+def test_an_official_version_name_with_other_scene_names_gets_a_seeded_split(tmp_path: Path) -> None:
+    # Another writer's data labelled v1.0-trainval: no scene has an official name, so no official split applies.
+    root = write_nuscenes(tmp_path, "v1.0-trainval", scenes=2, names=("my-drive-a", "my-drive-b"))
+    names = [{s.scene_name for s in NuScenesClips(root, "v1.0-trainval", frames=2, fps=2.0, size=(45, 80), split=split).streams}
+             for split in ("train", "val")]
+    assert names[0].isdisjoint(names[1]) and names[0] | names[1] == {"my-drive-a", "my-drive-b"}
+
+
+def test_a_sweep_after_the_last_key_frame_holds_its_boxes_as_not_valid(tmp_path: Path) -> None:
+    root = write_nuscenes(tmp_path, VERSION, scenes=1)
+
+    def after_last_key(rows: list[dict]) -> None:
+        last = next(r for r in rows if r["token"] == "sd-0-36")  # the scene's last key frame, turned into a later sweep
+        last["is_key_frame"], last["timestamp"] = False, last["timestamp"] + 40_000
+
+    _edit(root, "sample_data", after_last_key)
+    ds = NuScenesClips(root, VERSION, frames=2, fps=12.0, size=(45, 80), stride=1 / 12)
+    clip = next(ds[i] for i in range(len(ds)) if ds[i].source.frame_ids[-1] == "sd-0-36")
+    assert len(clip.valid[-1]) > 0 and not clip.valid[-1].any() and clip.valid[0].all()

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import os
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from data_fixtures import BAR, CODECS, frame_number, write_video
+from data_fixtures import BAR, CODECS, decoded_times, frame_number, write_video
 
 from drivesim.data import DataError, VideoFolderClips
 from drivesim.data.video_index import CACHE_NAME, index_folder
@@ -51,6 +52,15 @@ def test_sparse_video_is_valid_under_both_policies(tmp_path: Path) -> None:
         assert not ds.skipped and len(ds) == int((10.0 - 1.0) // (4 / 3)) + 1
         assert numbers(ds[0]) == [0, 0, 0, 0]
         assert numbers(ds[4]) == [1, 1, 1, 1]  # starts at 5.33 s
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_sparse_video_with_a_low_nominal_rate_is_not_mistaken_for_truncated(tmp_path: Path, suffix: str) -> None:
+    # Nominal rate 0.1 fps: the last frame is shown for 10 s, so the container declares 11.1 s.
+    write_video(tmp_path / f"sparse{suffix}", "h264", times=[0.0, 0.1, 0.2, 0.3, 0.4, 1.0, 1.1], fps=0.1)
+    for policy in ("raise", "skip"):
+        ds = VideoFolderClips(tmp_path, frames=3, fps=2.0, size=(16, 16), on_error=policy, use_cache=False)
+        assert not ds.skipped and len(ds) == 1 and numbers(ds[0]) == [0, 4, 5]
 
 
 @pytest.mark.parametrize("fps", [7.0, 5.3, 29.97])
@@ -120,6 +130,14 @@ def _broken_corpus(root: Path) -> dict[str, str]:
     write_video(root / "cut.mkv", "h264", frames=48, size=(64, 96), noise=True)
     raw = (root / "cut.mkv").read_bytes()
     (root / "cut.mkv").write_bytes(raw[: int(len(raw) * 0.6)])
+    # An MP4 with its index up front (as phones and `-movflags faststart` write it), cut near the end,
+    # and an AVI cut short: both still open and demux, with fewer frames than their headers list.
+    write_video(root / "cut_faststart.mp4", "h264", frames=90, fps=30.0, noise=True, container_options={"movflags": "faststart"})
+    raw = (root / "cut_faststart.mp4").read_bytes()
+    (root / "cut_faststart.mp4").write_bytes(raw[: int(len(raw) * 0.95)])
+    write_video(root / "cut.avi", "mjpeg", frames=60, fps=30.0, noise=True, time_base=Fraction(1, 30))
+    raw = (root / "cut.avi").read_bytes()
+    (root / "cut.avi").write_bytes(raw[: int(len(raw) * 0.6)])
     (root / "garbage.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
     (root / "empty.mov").write_bytes(b"")
     (root / "folder.mp4").mkdir()
@@ -127,7 +145,8 @@ def _broken_corpus(root: Path) -> dict[str, str]:
     (root / "bad.mp4.json").write_text("{not json")
     write_video(root / "bad.mp4", "h264", frames=24)
     return {
-        "truncated.mp4": "cannot open as a video", "cut.mkv": "truncated or corrupt: frames stop at", "garbage.mp4": "cannot open as a video",
+        "truncated.mp4": "cannot open as a video", "cut.mkv": "truncated or corrupt: frames stop at",
+        "cut_faststart.mp4": "truncated or corrupt: ", "cut.avi": "truncated or corrupt: frames stop at", "garbage.mp4": "cannot open as a video",
         "empty.mov": "empty file (0 bytes)", "folder.mp4": "is a directory", "short.mp4": "shorter than one clip",
         "bad.mp4.json": "not valid JSON",
     }
@@ -160,12 +179,42 @@ def test_broken_corpus_is_skipped_and_counted(tmp_path: Path) -> None:
     assert all(c is None or c.frames.shape == (4, 3, 16, 16) for c in clips)
 
 
-def test_timestamps_rounded_by_the_container_still_pick_their_frame(tmp_path: Path) -> None:
-    # 30 fps in a 1 ms time base: frame 20 is stored at 0.667 s, after the 2/3 s target.
+def test_targets_compare_with_the_stored_presentation_timestamps(tmp_path: Path) -> None:
+    # 30 fps in a 1 ms time base: frame 20 is stored at 0.667 s, after the 2/3 s target, so the
+    # target takes frame 19 (what a sequential decode's timestamps say); frame 30 is at 1.000 s.
     write_video(tmp_path / "v.mkv", "h264", frames=45, fps=30.0)
     ds = VideoFolderClips(tmp_path, frames=4, fps=3.0, size=(16, 16), use_cache=False)
     assert ds.videos[0].time_base == (1, 1000)
-    assert numbers(ds[0]) == [0, 10, 0, 10]  # frames 0, 10, 20, 30 (grey levels repeat every 20)
+    assert numbers(ds[0]) == [0, 10, 19, 10]  # frames 0, 10, 19, 30 (grey levels repeat every 20)
+
+
+# Files as phones, dash cams and ffmpeg write them: B-frames with reordering (pts != dts) in a long
+# GOP, open GOPs, an audio track first and a start offset, a coarse 1/fps time base (AVI), NTSC rates.
+PHONE_LIKE = {
+    "bframes_long_gop.mp4": dict(codec="h264", fps=30.0, time_base=Fraction(1, 90000),
+                                 options={"bf": "3", "x264-params": "keyint=250:b-pyramid=normal"}),
+    "open_gop.mkv": dict(codec="h264", fps=30.0, options={"bf": "3", "x264-params": "keyint=12:min-keyint=12:open-gop=1:scenecut=0"}),
+    "audio_first_offset.mp4": dict(codec="h264", fps=25.0, time_base=Fraction(1, 12800), options={"bf": "2"}, audio_seconds=3.0, offset=1.5),
+    "audio_longer.mkv": dict(codec="h264", fps=30.0, audio_seconds=4.5, offset=0.5),
+    "coarse_time_base.avi": dict(codec="mjpeg", fps=30.0, time_base=Fraction(1, 30)),
+    "ntsc.mov": dict(codec="h264-mov", fps=30000 / 1001, time_base=Fraction(1, 30000), options={"bf": "3"}),
+    "hevc_bframes.mp4": dict(codec="hevc", fps=24.0, time_base=Fraction(1, 12288),
+                             options={"x265-params": "log-level=none:bframes=4:keyint=30"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PHONE_LIKE))
+def test_random_access_matches_a_sequential_decode(tmp_path: Path, name: str) -> None:
+    write_video(tmp_path / name, frames=60, size=(64, 96), **PHONE_LIKE[name])  # type: ignore[arg-type]  (x265 crashes below 64 px)
+    stamps = np.array(decoded_times(tmp_path / name))
+    assert len(stamps) == 60
+    for fps in (7.0, 3.0, 12.5):
+        ds = VideoFolderClips(tmp_path, frames=3, fps=fps, size=(32, 48), stride=0.29, use_cache=False)
+        assert not ds.skipped and len(ds) > 1
+        for i in reversed(range(len(ds))):  # backwards: every clip needs a real seek
+            clip = ds[i]
+            expect = [int(np.searchsorted(stamps, t + 1e-7, side="right")) - 1 for t in clip.source.timestamps]
+            assert numbers(clip) == [e % 20 for e in expect], (name, fps, i)
 
 
 def test_frames_hidden_by_an_edit_list_are_not_indexed(tmp_path: Path) -> None:
@@ -174,3 +223,18 @@ def test_frames_hidden_by_an_edit_list_are_not_indexed(tmp_path: Path) -> None:
     ds = VideoFolderClips(tmp_path, frames=3, fps=5.0, size=(16, 16), use_cache=False)
     assert ds.videos[0].pts[0] == 0
     assert numbers(ds[0]) == [2, 4, 6]
+
+
+def test_nested_upper_case_and_non_ascii_names(tmp_path: Path) -> None:
+    (tmp_path / "DCIM" / "100GOPRO").mkdir(parents=True)
+    write_video(tmp_path / "DCIM" / "100GOPRO" / "GX010042.MP4", "h264", frames=13, fps=12.0)
+    (tmp_path / "Fahrten" / "München").mkdir(parents=True)
+    write_video(tmp_path / "Fahrten" / "München" / "nächtliche Fahrt 夜.mkv", "h264", frames=13, fps=12.0)
+    write_video(tmp_path / "one_frame.mp4", "h264", frames=1)
+    ds = VideoFolderClips(tmp_path, frames=2, fps=1.0, size=(16, 16), on_error="skip")
+    assert sorted(v.path for v in ds.videos) == ["DCIM/100GOPRO/GX010042.MP4", "Fahrten/München/nächtliche Fahrt 夜.mkv"]
+    assert [numbers(ds[i]) for i in range(len(ds))] == [[0, 12], [0, 12]]
+    assert len(ds.skipped) == 1 and "one_frame.mp4: shorter than one clip" in ds.skipped[0]
+    single = VideoFolderClips(tmp_path, frames=1, fps=1.0, size=(16, 16))  # a one-frame clip fits a one-frame video
+    assert len(single) == 5 and numbers(single[0]) == [0]
+    assert json.loads((tmp_path / CACHE_NAME).read_text())["files"]["Fahrten/München/nächtliche Fahrt 夜.mkv"]["pts"][0] == 0

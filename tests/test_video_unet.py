@@ -250,3 +250,17 @@ def test_gradient_checkpointing_gives_the_same_gradients() -> None:
     assert plain.keys() == checkpointed.keys()
     for name, grad in plain.items():
         torch.testing.assert_close(checkpointed[name], grad, atol=1e-5, rtol=1e-4)
+
+
+def test_spatial_backbone_exports_back_to_an_image_unet() -> None:
+    model = VideoUNet.from_image_unet(tiny_unet("sd2")).eval()
+    _perturb_temporal(model)
+    with torch.no_grad():
+        for p in model.down_blocks.parameters():  # e.g. an image-stage / DreamBooth update
+            p.add_(0.01)
+    image = model.to_image_unet().eval()
+    x, t, text = _inputs("sd2", True)
+    with torch.no_grad():
+        expected = model(x, t, VideoCondition(text=text, image_only=True))
+    assert (_per_frame(image, x, t, text) - expected).abs().max() <= 1e-5
+    assert set(image.state_dict()) == set(model.weight_groups()["spatial"])

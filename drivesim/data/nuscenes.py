@@ -22,7 +22,7 @@ from drivesim.data.clip import Camera, Clip, EgoMotion, Source
 from drivesim.data.ego import PoseTrack, ego_motion, yaw_from_quaternion
 from drivesim.data.errors import DataError, check_on_error
 from drivesim.data.labels import class_index, parse_description
-from drivesim.data.nuscenes_db import CameraStream, camera_streams, clip_starts, open_nuscenes
+from drivesim.data.nuscenes_db import CameraStream, camera_streams, clip_starts, open_nuscenes, table_problems
 from drivesim.data.splits import split_scenes
 from drivesim.data.transforms import ResizeCrop
 
@@ -77,7 +77,11 @@ class NuScenesClips(Dataset):
         self.on_error = check_on_error(on_error)
         self.min_visibility, self.horizon, self.waypoint_dt = min_visibility, horizon, waypoint_dt
         self.nusc = open_nuscenes(self.root, version)
-        streams = camera_streams(self.nusc, camera)
+        for problem in table_problems(self.nusc):  # under skip, the clips that meet the record fail alone
+            if self.on_error == "raise":
+                raise problem
+            log.warning("%s", problem)
+        streams = camera_streams(self.nusc, camera, skip_bad=self.on_error == "skip")
         names = split_scenes(version, [s["name"] for s in self.nusc.scene], split, seed, val_fraction)
         self.streams = [streams[n] for n in names if n in streams]
         self.max_gap = float(max_gap) if max_gap is not None else max(0.5 / self.fps, 0.75 / 12.0)
@@ -88,6 +92,10 @@ class NuScenesClips(Dataset):
         self.skipped: list[str] = []
         self._tracks: dict[int, PoseTrack] = {}
         self._instances = {tok: i for i, tok in enumerate(r["token"] for r in self.nusc.instance)}
+        missing = sum(s.missing_sweeps for s in self.streams)
+        if missing:
+            log.warning("%s: %d %s sweep image(s) missing, left out (clips use the frames present)",
+                        self.root, missing, camera)
         if not self.streams:
             log.warning("%s: split %s has no scenes with %s", self.root / version, split, camera)
         elif not self.items and on_error == "raise":
@@ -103,8 +111,10 @@ class NuScenesClips(Dataset):
         except Exception as exc:  # noqa: BLE001 - every failure becomes one line naming the file
             where = self.root / self.version / "sample_data.json"
             scene = self.streams[k].scene_name
+            what = (f"a reference to {exc.args[0]!r} names no record (malformed table)" if isinstance(exc, KeyError)
+                    else f"{exc.__class__.__name__}: {exc}")
             error = exc if isinstance(exc, DataError) else DataError(
-                where, f"scene {scene}, frame {self.streams[k].tokens[picks[0]]}: {exc.__class__.__name__}: {exc}")
+                where, f"scene {scene}, frame {self.streams[k].tokens[picks[0]]}: {what}")
             if self.on_error == "raise":
                 raise error from exc
             log.warning("skipping clip %d: %s", i, error)
@@ -138,7 +148,8 @@ class NuScenesClips(Dataset):
         _, boxes, intrinsic = self.nusc.get_sample_data(sd["token"], box_vis_level=BoxVisibility.ANY)
         sample = self.nusc.get("sample", sd["sample_token"])
         interpolated: set[str] = set()
-        if not sd["is_key_frame"] and sample["prev"]:
+        # A sweep past its sample (after a scene's last key frame) gets that key frame's boxes, held.
+        if not sd["is_key_frame"] and sample["prev"] and sd["timestamp"] <= sample["timestamp"]:
             prev = self.nusc.get("sample", sample["prev"])
             interpolated = {self.nusc.get("sample_annotation", a)["instance_token"] for a in prev["anns"]}
         rows: list[tuple] = []

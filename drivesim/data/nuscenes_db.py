@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,8 @@ import numpy as np
 from nuscenes.nuscenes import NuScenes
 
 from drivesim.data.errors import DataError
+
+log = logging.getLogger(__name__)
 
 TABLES = (
     "category", "attribute", "visibility", "instance", "sensor", "calibrated_sensor", "ego_pose",
@@ -24,6 +28,7 @@ TABLES = (
 
 def _diagnose(table_root: Path, exc: BaseException) -> DataError:
     """Find the table that made the devkit fail, for an error that names it."""
+    tables: dict[str, list] = {}
     for name in TABLES:
         path = table_root / f"{name}.json"
         if not path.is_file():
@@ -34,6 +39,15 @@ def _diagnose(table_root: Path, exc: BaseException) -> DataError:
             return DataError(path, f"malformed table: not valid JSON ({err})")
         if not isinstance(rows, list) or any(not isinstance(r, dict) or "token" not in r for r in rows):
             return DataError(path, "malformed table: expected a list of records with a 'token'")
+        tables[name] = rows
+    if isinstance(exc, KeyError) and exc.args:  # the devkit's reverse index met a dangling reference
+        missing = exc.args[0]
+        for name, rows in tables.items():
+            for row in rows:
+                field = next((k for k, v in row.items() if k != "token" and v == missing), None)
+                if field is not None:
+                    return DataError(table_root / f"{name}.json",
+                                     f"record {row['token']}: {field} {missing!r} names no record (malformed table)")
     return DataError(table_root, f"malformed tables ({exc.__class__.__name__}: {exc})")
 
 
@@ -49,6 +63,31 @@ def open_nuscenes(root: str | Path, version: str) -> NuScenes:
         raise _diagnose(table_root, exc) from exc
 
 
+#: Fields the loader reads from each table (beyond 'token'); the devkit checks the references.
+REQUIRED = {
+    "sample": ("timestamp", "prev", "next", "scene_token"),
+    "sample_annotation": ("sample_token", "instance_token", "translation", "size", "rotation"),
+    "ego_pose": ("translation", "rotation"),
+    "calibrated_sensor": ("sensor_token", "translation", "rotation"),
+    "scene": ("name",),
+}
+
+
+def table_problems(nusc: NuScenes) -> list[DataError]:
+    """Records missing a field the loader needs, one error per table (its first bad record)."""
+    root = Path(nusc.table_root)
+    cameras = {s["token"] for s in nusc.sensor if s.get("modality", "camera") == "camera"}
+    problems = []
+    for table, fields in REQUIRED.items():
+        for row in getattr(nusc, table):
+            needed = fields + (("camera_intrinsic",) if table == "calibrated_sensor" and row.get("sensor_token") in cameras else ())
+            absent = [f for f in needed if f not in row]
+            if absent:
+                problems.append(DataError(root / f"{table}.json", f"record {row['token']} has no {absent[0]!r} (malformed table)"))
+                break
+    return problems
+
+
 @dataclass
 class CameraStream:
     """One scene's frames from one camera, sorted by time (key frames and sweeps)."""
@@ -58,21 +97,52 @@ class CameraStream:
     tokens: list[str]
     times: np.ndarray  # seconds from the scene's first frame
     t0_us: int  # the first frame's timestamp, microseconds
+    missing_sweeps: int = 0  # sweeps left out because their image file is absent
 
 
-def camera_streams(nusc: NuScenes, camera: str) -> dict[str, CameraStream]:
-    """scene name -> its camera stream; sweeps belong to the scene of their sample_token."""
-    channels = {s["channel"] for s in nusc.sensor}
-    if camera not in channels:
-        raise DataError(Path(nusc.table_root) / "sensor.json", f"no camera {camera!r} (channels: {sorted(channels)})")
+def _record_problem(sd: dict) -> str | None:
+    """What makes a sample_data record unusable for a camera stream, or None."""
+    for key in ("token", "sample_token", "timestamp", "filename", "is_key_frame"):
+        if key not in sd:
+            return f"has no {key!r}"
+    if isinstance(sd["timestamp"], bool) or not isinstance(sd["timestamp"], (int, float)):
+        return f"timestamp {sd['timestamp']!r} is not a number (microseconds)"
+    if not isinstance(sd["filename"], str) or not sd["filename"]:
+        return f"filename {sd['filename']!r} is not a path"
+    return None
+
+
+def camera_streams(nusc: NuScenes, camera: str, skip_bad: bool = False) -> dict[str, CameraStream]:
+    """scene name -> its camera stream; sweeps belong to the scene of their sample_token.
+
+    Sweeps whose image file is absent are left out of the stream (and counted): nuScenes is also
+    distributed as key frames only ("keyframe blobs"), whose tables still list every sweep. A
+    missing *key frame* image stays in, so loading it is an error naming the file. A malformed
+    record is a DataError naming sample_data.json, or with `skip_bad` left out and logged.
+    """
+    modality = {s["channel"]: s.get("modality", "camera") for s in nusc.sensor}
+    if modality.get(camera) != "camera":
+        cameras = sorted(c for c, m in modality.items() if m == "camera")
+        what = f"{camera!r} is a {modality[camera]} sensor" if camera in modality else f"no camera {camera!r}"
+        raise DataError(Path(nusc.table_root) / "sensor.json", f"{what} (cameras: {cameras})")
     scene_of_sample = {s["token"]: s["scene_token"] for s in nusc.sample}
     by_scene: dict[str, list[tuple[int, str]]] = {}
+    missing: dict[str, int] = {}
     for sd in nusc.sample_data:
         if sd.get("channel") != camera:
             continue
-        scene = scene_of_sample.get(sd["sample_token"])
+        problem = _record_problem(sd)
+        scene = None if problem else scene_of_sample.get(sd["sample_token"])
         if scene is None:
-            raise DataError(Path(nusc.table_root) / "sample_data.json", f"record {sd['token']} names an unknown sample")
+            error = DataError(Path(nusc.table_root) / "sample_data.json",
+                              f"record {sd.get('token')} {problem or 'names an unknown sample'}")
+            if not skip_bad:
+                raise error
+            log.warning("skipping a malformed record: %s", error)
+            continue
+        if not sd["is_key_frame"] and not os.path.isfile(os.path.join(nusc.dataroot, sd["filename"])):
+            missing[scene] = missing.get(scene, 0) + 1
+            continue
         by_scene.setdefault(scene, []).append((int(sd["timestamp"]), sd["token"]))
     streams: dict[str, CameraStream] = {}
     for scene in nusc.scene:
@@ -82,7 +152,7 @@ def camera_streams(nusc: NuScenes, camera: str) -> dict[str, CameraStream]:
         stamps = np.array([r[0] for r in rows], np.int64)
         streams[scene["name"]] = CameraStream(
             scene_token=scene["token"], scene_name=scene["name"], tokens=[r[1] for r in rows],
-            times=(stamps - stamps[0]) / 1e6, t0_us=int(stamps[0]),
+            times=(stamps - stamps[0]) / 1e6, t0_us=int(stamps[0]), missing_sweeps=missing.get(scene["token"], 0),
         )
     return streams
 

@@ -16,7 +16,7 @@ import av
 import cv2
 
 from drivesim.data.errors import DataError
-from drivesim.data.nuscenes_db import camera_streams, clip_starts, open_nuscenes
+from drivesim.data.nuscenes_db import camera_streams, clip_starts, open_nuscenes, table_problems
 from drivesim.data.sidecar import load_sidecar
 from drivesim.data.splits import split_scenes
 from drivesim.data.video_index import CACHE_NAME, index_folder
@@ -31,11 +31,12 @@ def check_nuscenes(root: Path, version: str, camera: str, frames: int, fps: floa
         streams = camera_streams(nusc, camera)
     except DataError as exc:
         return [str(exc)]
-    problems: list[str] = []
+    problems: list[str] = [str(p) for p in table_problems(nusc)]
     for record in nusc.map:
         if not (root / record["filename"]).is_file():
             problems.append(f"{root / record['filename']}: map image named by map.json is missing")
-    sample_time = {s["token"]: s["timestamp"] for s in nusc.sample}
+    # A sweep after its key frame is wrong unless that is the scene's last one (nothing follows it).
+    sample_time = {s["token"]: s["timestamp"] if s["next"] else float("inf") for s in nusc.sample}
     images = sweeps = 0
     for stream in streams.values():
         for token in stream.tokens:
@@ -52,6 +53,9 @@ def check_nuscenes(root: Path, version: str, camera: str, frames: int, fps: floa
                     problems.append(f"{root / version / 'sample_data.json'}: sweep {token} points at an earlier key "
                                     "frame (a sweep's sample_token must be the next key frame's)")
     log.info("%s %s: %d scenes with %s, %d frames (%d sweeps)", root, version, len(streams), camera, images, sweeps)
+    missing = sum(s.missing_sweeps for s in streams.values())
+    if missing:
+        log.info("  %d sweep image(s) are missing and left out (a key-frames-only download?)", missing)
     for split in ("train", "val", None):
         try:
             names = split_scenes(version, list(streams), split)

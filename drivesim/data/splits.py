@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from nuscenes.utils.splits import create_splits_scenes
+
+log = logging.getLogger(__name__)
 
 #: version -> {our split name -> devkit split name}
 OFFICIAL = {
@@ -20,11 +24,18 @@ def split_scenes(
     if split is None:
         return list(scene_names)
     official = create_splits_scenes()
-    if version in OFFICIAL:
+    known = set().union(*official.values())
+    if version in OFFICIAL and not known.intersection(scene_names):
+        # Data of another origin under an official version name: no official split can apply.
+        log.warning("%s: none of the %d scenes has an official nuScenes name; using a seeded split", version, len(scene_names))
+    elif version in OFFICIAL:
         name = OFFICIAL[version].get(split, "")
         if name not in official:
             raise ValueError(f"split {split!r} is not defined for {version} (have {sorted(OFFICIAL[version])})")
         members = set(official[name])
+        unknown = [s for s in scene_names if s not in known]
+        if unknown:
+            log.warning("%s: %d scene(s) are in no official split and left out of %r (e.g. %s)", version, len(unknown), split, unknown[0])
         return [s for s in scene_names if s in members]
     if split not in ("train", "val"):
         raise ValueError(f"split must be None, 'train' or 'val' for {version}, got {split!r}")

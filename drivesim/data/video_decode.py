@@ -20,12 +20,12 @@ from drivesim.data.video_index import VideoIndex
 def pick_frames(index: VideoIndex, times: np.ndarray) -> np.ndarray:
     """For each target time (s from the first frame), the index of the latest frame at or before it.
 
-    A frame up to half a timestamp tick after the target counts as at it: containers round times to
-    their tick (a 30 fps frame at 2/3 s is stored as 0.667 s in a 1 ms time base).
+    Frame times are the stored presentation timestamps, as a sequential decode reports them; the
+    1 us slack only absorbs float error in the target times (k / fps), never a whole tick: a 30 fps
+    frame stored at 0.667 s in a 1 ms time base is after the 2/3 s target.
     """
     seconds = index.seconds
-    num, den = index.time_base
-    slack = 0.5 * num / den + 1e-9
+    slack = 1e-6
     picks = np.searchsorted(seconds, np.asarray(times, np.float64) + slack, side="right") - 1
     return picks.clip(0, len(seconds) - 1)
 

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 CACHE_NAME = ".drivesim_index.json"
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 @dataclass
@@ -85,10 +85,14 @@ def build_index(path: Path, rel: str) -> VideoIndex:
         time_base = stream.time_base or Fraction(1, 1)
         pts: list[int] = []
         keyframes: list[int] = []
+        packets = 0
+        shown_until = -(2**62)  # end of the last frame's display time, from packet durations
         try:
             for packet in container.demux(stream):
                 if packet.size == 0:
                     continue
+                packets += 1
+                shown_until = max(shown_until, int(packet.pts if packet.pts is not None else packet.dts or 0) + int(packet.duration or 0))
                 stamp = packet.pts if packet.pts is not None else packet.dts
                 if stamp is None:
                     raise DataError(path, f"packet {len(pts)} has no timestamp")
@@ -101,7 +105,11 @@ def build_index(path: Path, rel: str) -> VideoIndex:
         if not pts:
             raise DataError(path, "has no video frames")
         pts = sorted(set(pts))
-        _check_complete(path, container, stream, pts)
+        if stream.frames and "mp4" in container.format.name:  # an MP4/MOV sample table lists every frame
+            if packets < stream.frames:
+                raise DataError(path, f"truncated or corrupt: {packets} of the {stream.frames} frames the container lists are present")
+        else:
+            _check_complete(path, container, stream, pts, max(pts[-1], shown_until))
         rotation = _probe_first_frame(container, stream, path)
     if not keyframes:
         keyframes = [pts[0]]
@@ -115,23 +123,45 @@ def build_index(path: Path, rel: str) -> VideoIndex:
     )
 
 
-def _check_complete(path: Path, container: av.container.InputContainer, stream: av.VideoStream, pts: list[int]) -> None:
+def _declared_end(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
+    """When the container says the video stream ends (s, on the stream's clock), or None.
+
+    Only the video stream's own duration counts: a container's duration also spans its audio and
+    subtitle tracks, which commonly run longer than the video (so it is used only for video-only
+    files). Matroska keeps the stream's end time in a DURATION tag; AVI its length in ticks.
+    """
+    tb = float(stream.time_base or 0)
+    if "avi" in container.format.name and stream.frames and tb:  # the header's length, in time-base ticks
+        return ((stream.start_time or 0) + stream.frames) * tb
+    if stream.duration and tb:
+        return ((stream.start_time or 0) + stream.duration) * tb
+    tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
+    if tag:
+        try:
+            h, m, sec = str(tag).split(":")
+            return int(h) * 3600 + int(m) * 60 + float(sec)
+        except ValueError:
+            return None
+    if container.duration and len(container.streams) == 1:
+        return ((container.start_time or 0) + container.duration) / 1e6
+    return None
+
+
+def _check_complete(path: Path, container: av.container.InputContainer, stream: av.VideoStream, pts: list[int],
+                    shown_until: int) -> None:
     """A file whose frames stop well before the duration its container declares was cut short
-    (or corrupted mid-way): the demuxer silently stops at the damage. The tolerance allows for
-    sparse video, whose last frame may be followed by a long declared display time."""
+    (or corrupted mid-way): the demuxer silently stops at the damage. `shown_until` (the last
+    frame's pts plus its packet duration) allows for sparse video, whose last frame may be shown
+    for long; the tolerance for containers that do not store that duration."""
     tb = float(stream.time_base or 0)
     start = pts[0] * tb
-    end = pts[-1] * tb
-    declared = None
-    if stream.duration and tb:
-        declared = (stream.start_time or 0) * tb + stream.duration * tb
-    elif container.duration:
-        declared = (container.start_time or 0) / 1e6 + container.duration / 1e6
+    end = shown_until * tb
+    declared = _declared_end(container, stream)
     if declared is None or len(pts) < 2:
         return
     typical = float(np.median(np.diff(pts))) * tb
     if declared - end > max(0.5, 3.0 * typical):
-        raise DataError(path, f"truncated or corrupt: frames stop at {end - start:.2f}s of the {declared - start:.2f}s the container declares")
+        raise DataError(path, f"truncated or corrupt: frames stop at {pts[-1] * tb - start:.2f}s of the {declared - start:.2f}s the container declares")
 
 
 def _probe_first_frame(container: av.container.InputContainer, stream: av.VideoStream, path: Path) -> int:

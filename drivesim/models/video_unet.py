@@ -27,6 +27,7 @@ from torch.utils.checkpoint import checkpoint
 from drivesim.models import weights
 from drivesim.models.condition import ConditionResiduals, VideoCondition
 from drivesim.models.folding import fold_frames, repeat_per_frame, unfold_frames
+from drivesim.models.loading import load_image_unet
 from drivesim.models.temporal import TemporalAttentionBlock, TemporalConvBlock
 
 
@@ -107,9 +108,15 @@ class VideoUNet(nn.Module):
     def from_pretrained_image(cls, path: str | Path, config: str | Path | None = None,
                               original_config: str | Path | None = None, **options: Any) -> VideoUNet:
         """Inflate a local SD UNet: diffusers UNet folder, pipeline folder, or single `.safetensors`/`.ckpt`."""
-        from drivesim.models.loading import load_image_unet
-
         return cls(load_image_unet(path, config=config, original_config=original_config), **options)
+
+    def to_image_unet(self) -> UNet2DConditionModel:
+        """A standalone copy of the spatial backbone (e.g. after the image stage or DreamBooth), for
+        diffusers' image pipelines; the temporal and condition weights are left out."""
+        image: Any = UNet2DConditionModel.from_config(self.image_config)
+        spatial = set(self.weight_groups()["spatial"])
+        image.load_state_dict({k: v for k, v in self.state_dict().items() if k in spatial}, strict=True)
+        return cast(UNet2DConditionModel, image.to(device=self.conv_in.weight.device, dtype=self.dtype))
 
     # ------------------------------------------------------------------ properties
     @property
