@@ -7,6 +7,8 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from drivesim.config.conditioning import ConditionOptions
+
 
 @dataclass
 class TemporalConfig:
@@ -32,8 +34,8 @@ class ModelConfig:
     pretrained_original_config: str | None = None  # or the original LDM YAML
     unet: dict[str, Any] = field(default_factory=dict)  # UNet2DConditionModel kwargs
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
-    # Condition encoders (drivesim.models.conditioning.ConditionOptions fields); None = no encoders.
-    conditioning: dict[str, Any] | None = None
+    # Condition encoders (typed: a misspelt option is a config error); None = no encoders.
+    conditioning: ConditionOptions | None = None
     extra_in_channels: int = 0  # extra per-frame input channels (upsampler low-res frames), zero-init conv
     num_frames: int = 4
     latent_channels: int = 4

@@ -12,13 +12,9 @@ import re
 from nuscenes.eval.detection.utils import category_to_detection_name
 
 from drivesim.data.clip import UNKNOWN, Labels
+from drivesim.vocab import CLASSES, LABEL_VOCAB
 
-#: Class names per label; index 0 is always "unknown" (new classes are appended, never reordered).
-VOCAB: dict[str, tuple[str, ...]] = {
-    "time_of_day": ("unknown", "day", "night", "dusk"),
-    "weather": ("unknown", "clear", "rain", "fog"),
-    "crowdedness": ("unknown", "sparse", "crowded", "moderate"),
-}
+VOCAB = LABEL_VOCAB
 
 # Phrase -> label value. Phrases are matched on word boundaries of the lower-cased description.
 _PHRASES: dict[str, dict[str, str]] = {
@@ -41,11 +37,6 @@ _PHRASES: dict[str, dict[str, str]] = {
     },
 }
 
-#: Object classes (nuScenes detection classes); index 0 collects every other category.
-CLASSES: tuple[str, ...] = (
-    "other", "car", "truck", "bus", "trailer", "construction_vehicle",
-    "pedestrian", "motorcycle", "bicycle", "traffic_cone", "barrier",
-)
 _CLASS_INDEX = {name: i for i, name in enumerate(CLASSES)}
 
 

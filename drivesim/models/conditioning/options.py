@@ -1,59 +1,11 @@
-"""Which condition encoders a video UNet carries, their widths and their CFG dropout probabilities."""
+"""The condition encoders' options; the schema lives in drivesim.config so configs never import models."""
 
-from __future__ import annotations
+from drivesim.config.conditioning import (
+    CROWDEDNESS,
+    TIME_OF_DAY,
+    WEATHER,
+    ConditionOptions,
+    DropoutProbabilities,
+)
 
-from dataclasses import dataclass, field
-
-# Scene-label vocabularies, in the column order of `VideoCondition.labels` (B, 3); -1 = unknown.
-TIME_OF_DAY = ("day", "dusk", "night")
-WEATHER = ("clear", "rain", "fog")
-CROWDEDNESS = ("low", "medium", "high")
-
-
-@dataclass
-class DropoutProbabilities:
-    """Per-sample probability that each condition is dropped (made absent) in training, for CFG."""
-
-    context: float = 0.1
-    boxes: float = 0.1
-    labels: float = 0.1
-    ego: float = 0.1
-    text: float = 0.1
-
-    def __post_init__(self) -> None:
-        for name, value in vars(self).items():
-            if not 0.0 <= float(value) <= 1.0:
-                raise ValueError(f"dropout.{name} must lie in [0, 1], got {value}")
-
-
-@dataclass
-class ConditionOptions:
-    """Encoders to build and their sizes; all of them are zero-initialised at their last layer."""
-
-    context: bool = True  # context latents + mask -> conv_in residual
-    context_noise: bool = True  # context noise-augmentation level -> time embedding
-    boxes: bool = True  # per-frame box layout -> adapter residuals for every down block
-    labels: bool = True  # time of day, weather, crowdedness -> time embedding
-    ego: bool = True  # speed, yaw rate, waypoints per frame -> time embedding
-    noise_aug: bool = False  # low-res noise-augmentation level (upsampler) -> time embedding
-    stage: bool = False  # cascade stage id (interpolation passes) -> time embedding
-    num_box_classes: int = 10  # the nuScenes detection classes
-    max_instances: int = 64  # instance ids are hashed (id mod max_instances) into this many embeddings
-    box_embed_dim: int = 16  # layout channels K painted inside each box
-    box_adapter_width: int = 32  # hidden width of the box adapter's conv pyramid
-    label_vocab_sizes: tuple[int, int, int] = (len(TIME_OF_DAY), len(WEATHER), len(CROWDEDNESS))
-    max_waypoints: int = 8  # K in ego_waypoints (B, T, K, 2); fewer are zero-padded
-    num_stages: int = 4
-    embed_dim: int = 64  # hidden width of the scalar / label / ego embedders
-    dropout: DropoutProbabilities = field(default_factory=DropoutProbabilities)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.dropout, dict):  # from a Hydra/OmegaConf mapping
-            self.dropout = DropoutProbabilities(**self.dropout)
-        self.label_vocab_sizes = tuple(int(v) for v in self.label_vocab_sizes)  # type: ignore[assignment]
-        if len(self.label_vocab_sizes) != 3 or min(self.label_vocab_sizes) < 1:
-            raise ValueError(f"label_vocab_sizes must be three positive sizes, got {self.label_vocab_sizes}")
-        for name in ("num_box_classes", "max_instances", "box_embed_dim", "box_adapter_width",
-                     "max_waypoints", "num_stages", "embed_dim"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"ConditionOptions.{name} must be >= 1, got {getattr(self, name)}")
+__all__ = ["CROWDEDNESS", "TIME_OF_DAY", "WEATHER", "ConditionOptions", "DropoutProbabilities"]
