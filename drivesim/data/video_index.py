@@ -20,6 +20,7 @@ import av
 import numpy as np
 
 from drivesim.data.errors import DataError
+from drivesim.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,7 @@ def index_folder(root: Path, use_cache: bool = True) -> FolderIndex:
     videos: list[VideoIndex] = []
     errors: dict[str, DataError] = {}
     changed = False
-    for path in find_videos(root):
+    for path in progress(find_videos(root), "indexing videos"):
         rel = path.relative_to(root).as_posix()
         size, mtime_ns = (-1, -1) if path.is_dir() else _stat(path)
         entry = cached.get(rel)

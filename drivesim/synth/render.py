@@ -12,6 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from drivesim.config.synth import SynthConfig
+from drivesim.progress import progress
 from drivesim.synth.camera import Camera
 from drivesim.synth.jsonio import dump
 from drivesim.synth.nuscenes_writer import CHANNEL, NuScenesTables
@@ -121,7 +122,7 @@ def _render_into(partial: Path, cfg: SynthConfig) -> None:
     tables.add_static()
     writer = SceneWriter(partial, cfg, tables, camera)
     names = []
-    for index in range(cfg.scenes):
+    for index in progress(range(cfg.scenes), "rendering scenes"):
         scene = build_scene(cfg, index)
         writer.write(scene)
         names.append(scene.name)
