@@ -71,12 +71,15 @@ class TemporalAttentionBlock(nn.Module):
 
     def __init__(self, channels: int, num_heads: int, init_logit: float = 0.5) -> None:
         super().__init__()
-        if channels % num_heads:
-            raise ValueError(f"temporal attention: {channels} channels do not split into {num_heads} heads")
+        if not 0 < num_heads <= channels:
+            raise ValueError(f"temporal attention: {num_heads} heads for {channels} channels")
+        # Heads of channels // num_heads dims, as the spatial transformer beside it splits them; when
+        # the heads do not divide the channels (e.g. 32 channels, 5 heads) the inner width is smaller.
         self.num_heads = num_heads
+        inner = num_heads * (channels // num_heads)
         self.norm = nn.LayerNorm(channels)
-        self.to_qkv = nn.Linear(channels, 3 * channels, bias=False)
-        self.to_out = nn.Linear(channels, channels)
+        self.to_qkv = nn.Linear(channels, 3 * inner, bias=False)
+        self.to_out = nn.Linear(inner, channels)
         nn.init.zeros_(self.to_out.weight)
         nn.init.zeros_(self.to_out.bias)
         self.blend = AlphaBlender(init_logit)

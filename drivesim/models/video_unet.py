@@ -58,6 +58,7 @@ class VideoUNet(nn.Module):
         self.conv_in: nn.Conv2d = src.conv_in
         self.time_proj: nn.Module = src.time_proj
         self.time_embedding: Any = src.time_embedding
+        self.time_embed_act: Any = src.time_embed_act  # None for SD 1.x/2.x (time_embedding_act_fn)
         self.down_blocks: Any = src.down_blocks
         self.mid_block: Any = src.mid_block
         self.up_blocks: Any = src.up_blocks
@@ -129,7 +130,7 @@ class VideoUNet(nn.Module):
 
     @property
     def cross_attention_dim(self) -> int:
-        return int(self.image_config["cross_attention_dim"])
+        return _one_cross_attention_dim(self.image_config["cross_attention_dim"])
 
     @property
     def time_embed_dim(self) -> int:
@@ -155,6 +156,8 @@ class VideoUNet(nn.Module):
             x = 2 * x - 1.0
         emb = self.time_embedding(self.time_proj(self._frame_timesteps(timesteps, batch, frames, x.device))
                                   .to(x.dtype))
+        if self.time_embed_act is not None:
+            emb = self.time_embed_act(emb)
         text = self._frame_text(cond.text if cond is not None else None, batch, frames, x)
         res = ConditionResiduals()
         if self.condition_encoders is not None and cond is not None:
@@ -320,9 +323,21 @@ def _add(h: Tensor, residual: Tensor | None, name: str) -> Tensor:
 _PLAIN_OPTIONS: dict[str, Any] = {
     "class_embed_type": None, "num_class_embeds": None, "addition_embed_type": None,
     "encoder_hid_dim": None, "encoder_hid_dim_type": None, "time_cond_proj_dim": None,
-    "time_embedding_type": "positional", "time_embedding_act_fn": None, "dual_cross_attention": False,
-    "attention_type": "default", "cross_attention_norm": None, "resnet_time_scale_shift": "default",
+    "time_embedding_type": "positional", "dual_cross_attention": False,
+    "attention_type": "default", "cross_attention_norm": None,
 }
+# Handled inside diffusers' own blocks, which the forward loop calls as they are: resnet_time_scale_shift,
+# only_cross_attention, upcast_attention, use_linear_projection, transformer_layers_per_block,
+# per-block layers/heads, conv kernels, center_input_sample; time_embedding_act_fn is applied here.
+
+
+def _one_cross_attention_dim(value: Any) -> int:
+    """The one text width every cross-attention takes (a per-block list must repeat one value: the
+    same text tensor reaches every block, as in UNet2DConditionModel's forward)."""
+    dims = set(value) if isinstance(value, (list, tuple)) else {value}
+    if len(dims) != 1 or not all(isinstance(d, int) for d in dims):
+        raise ValueError(f"VideoUNet needs one cross_attention_dim for all blocks, got {value!r}")
+    return int(dims.pop())
 
 
 def check_supported(unet: Any) -> None:
@@ -335,11 +350,7 @@ def check_supported(unet: Any) -> None:
         if cfg.get(key, plain) != plain:
             raise ValueError(f"VideoUNet does not support UNet2DConditionModel {key}={cfg[key]!r} "
                              f"(SD 1.x/2.x use {plain!r})")
-    only_cross = cfg.get("only_cross_attention", False)
-    if any(only_cross) if isinstance(only_cross, (list, tuple)) else only_cross:
-        raise ValueError("VideoUNet does not support only_cross_attention")
-    if not isinstance(cfg.get("cross_attention_dim"), int):
-        raise ValueError(f"VideoUNet needs one int cross_attention_dim, got {cfg.get('cross_attention_dim')!r}")
+    _one_cross_attention_dim(cfg.get("cross_attention_dim"))
     for i, block in enumerate(src.down_blocks):
         if not isinstance(block, (CrossAttnDownBlock2D, DownBlock2D)):
             raise ValueError(f"VideoUNet does not support down block {i} of type {type(block).__name__}")
