@@ -112,3 +112,88 @@ def test_checkpoint_without_unet_weights_is_named(tmp_path: Path, disk: dict) ->
     save_file({"first_stage_model.decoder.conv_in.weight": torch.zeros(1)}, str(path))
     with pytest.raises(ValueError, match="vae_only.safetensors holds no original-layout UNet"):
         load_image_unet(path, config=disk["folder"])
+
+
+def _same_as(reference: UNet2DConditionModel, model: VideoUNet) -> float:
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(1, 2, 4, 8, 8, generator=g)
+    t = torch.tensor([300])
+    text = torch.randn(1, 3, reference.config.cross_attention_dim, generator=g)
+    with torch.no_grad():
+        out = model.eval()(x, t, VideoCondition(text=text))
+        return max(float((out[:, f] - reference(x[:, f], t, text).sample).abs().max()) for f in range(2))
+
+
+@pytest.fixture()
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any connection attempt fails the test, with or without HF_HUB_OFFLINE set."""
+    import socket
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"network access attempted: {args[1:]}")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def test_bin_and_fp16_variant_folders_load(tmp_path: Path, no_network: None) -> None:
+    unet = tiny_unet("sd1", seed=7)
+    pipeline = tmp_path / "pipeline"
+    unet.half().save_pretrained(pipeline / "unet", variant="fp16")  # as a `variant="fp16"` download
+    unet.float()  # the reference now holds the fp16-rounded weights too
+    unet.save_pretrained(tmp_path / "bin", safe_serialization=False)
+    (pipeline / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    for path in (tmp_path / "bin", pipeline, pipeline / "unet"):
+        model = VideoUNet.from_pretrained_image(path)
+        assert model.dtype == torch.float32
+        assert _same_as(unet, model) <= 1e-5
+
+
+def test_full_sd_checkpoints_with_vae_and_text_keys_and_bare_unet_keys(tmp_path: Path, no_network: None) -> None:
+    """Real SD files carry VAE, text-encoder and EMA keys beside the UNet's; UNet-only extracts may
+    carry its keys without the `model.diffusion_model.` prefix."""
+    from safetensors.torch import save_file
+
+    unet = tiny_unet("sd2", seed=8)
+    state = to_original_layout(unet)
+    full = {**state, "first_stage_model.decoder.conv_in.weight": torch.randn(4, 4, 3, 3),
+            "cond_stage_model.model.positional_embedding": torch.randn(77, 8), "model_ema.decay": torch.tensor(0.9)}
+    bare = {k.removeprefix("model.diffusion_model."): v for k, v in state.items()}
+    yaml = write_original_yaml(unet, tmp_path / "v2-inference.yaml")
+    save_file(full, str(tmp_path / "full.safetensors"))
+    torch.save({"state_dict": full, "global_step": 10}, tmp_path / "full.ckpt")
+    save_file(bare, str(tmp_path / "bare.safetensors"))
+    torch.save({"state_dict": bare}, tmp_path / "bare.ckpt")
+    for name in ("full.safetensors", "full.ckpt", "bare.safetensors", "bare.ckpt"):
+        assert _same_as(unet, VideoUNet.from_pretrained_image(tmp_path / name, original_config=yaml)) <= 1e-5, name
+    config = write_diffusers(unet, tmp_path / "config", pipeline=True)
+    assert _same_as(unet, VideoUNet.from_pretrained_image(tmp_path / "full.ckpt", config=config)) <= 1e-5
+    with pytest.raises(ValueError, match="needs a local config"):
+        VideoUNet.from_pretrained_image(tmp_path / "full.safetensors")
+
+
+
+def test_weights_that_disagree_with_the_config_name_the_file_and_key(tmp_path: Path) -> None:
+    import json
+
+    wide = write_diffusers(tiny_unet("sd1", seed=1, cross_attention_dim=48), tmp_path / "wide")
+    single = write_single_file(tiny_unet("sd1", seed=1), tmp_path / "narrow.safetensors")
+    with pytest.raises(ValueError, match=r"narrow.safetensors with config .*wide.*attn2\.to_k\.weight"):
+        load_image_unet(single, config=wide)
+    folder = write_diffusers(tiny_unet("sd1", seed=1), tmp_path / "edited")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "cross_attention_dim": 48}))
+    with pytest.raises(ValueError, match=r"edited: .*attn2\.to_k\.weight"):
+        load_image_unet(folder)
+
+
+def test_original_yaml_without_the_fields_diffusers_reads_is_named(tmp_path: Path) -> None:
+    import yaml
+
+    unet = tiny_unet("sd1", seed=1)
+    single = write_single_file(unet, tmp_path / "model.safetensors")
+    doc = yaml.safe_load(write_original_yaml(unet, tmp_path / "full.yaml").read_text())
+    del doc["model"]["params"]["first_stage_config"]
+    (tmp_path / "cut.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(ValueError, match=r"cut.yaml lacks the field 'first_stage_config'"):
+        load_image_unet(single, original_config=tmp_path / "cut.yaml")

@@ -222,7 +222,8 @@ def test_bad_inputs_are_clear_errors() -> None:
     (dict(down_block_types=("AttnDownBlock2D", "DownBlock2D")), "down block 0"),
     (dict(up_block_types=("UpBlock2D", "AttnUpBlock2D")), "up block 1"),
     (dict(mid_block_type="UNetMidBlock2D"), "mid block"),
-    (dict(only_cross_attention=True), "only_cross_attention"),
+    (dict(dual_cross_attention=True), "dual_cross_attention"),
+    (dict(encoder_hid_dim=16), "encoder_hid_dim"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_unsupported_unet_features_fail_at_construction(overrides: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

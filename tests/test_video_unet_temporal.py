@@ -69,3 +69,26 @@ def test_folding_round_trips() -> None:
     folded = fold_frames(x)
     assert torch.equal(folded[4], x[1, 1])  # (b t) order: frames of a sample adjacent
     assert torch.equal(sequences_to_frames(frames_to_sequences(folded, 3), 2, 5, 6), folded)
+
+
+def test_blender_residual_form_is_the_blend_of_z_and_z_plus_g() -> None:
+    """`residual(z, g)` is `forward(z, z + g)` fused; image-only frames get exactly z, gradients reach alpha."""
+    from drivesim.models.blend import AlphaBlender
+
+    blender = AlphaBlender(init_logit=0.3)
+    z, g = torch.randn(3 * 2, 4, 5, 5), torch.randn(3 * 2, 4, 5, 5)
+    torch.testing.assert_close(blender.residual(z, g, 2), blender(z, z + g, 2), atol=1e-6, rtol=1e-6)
+    mask = torch.tensor([False, True, False])
+    out = blender.residual(z, g, 2, mask)
+    torch.testing.assert_close(out, blender(z, z + g, 2, mask), atol=1e-6, rtol=1e-6)
+    assert torch.equal(out[2:4], z[2:4])
+    blender.residual(z, g, 2, mask).sum().backward()
+    assert blender.mix_logit.grad is not None and blender.mix_logit.grad.abs() > 0
+
+
+def test_heads_that_do_not_divide_the_channels_split_like_the_spatial_transformer() -> None:
+    block = TemporalAttentionBlock(32, num_heads=5)  # diffusers: 5 heads of 32 // 5 = 6 dims
+    assert block.to_qkv.out_features == 3 * 30 and block.to_out.in_features == 30
+    _randomise(block)
+    x = torch.randn(2 * 3, 32, 2, 2)
+    assert block(x, 3).shape == x.shape

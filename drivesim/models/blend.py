@@ -38,3 +38,11 @@ class AlphaBlender(nn.Module):
                 image_only: Tensor | None = None) -> Tensor:
         alpha = self.alpha(image_only, num_frames, spatial.ndim).to(spatial.dtype)
         return alpha * spatial + (1.0 - alpha) * temporal
+
+    def residual(self, spatial: Tensor, update: Tensor, num_frames: int,
+                 image_only: Tensor | None = None) -> Tensor:
+        """`forward(spatial, spatial + update)` for a residual temporal branch `z' = z + g(z)`,
+        computed as `z + (1 - alpha) * g` in one fused pass (same maths, fewer full-size tensors)."""
+        alpha = self.alpha(image_only, num_frames, spatial.ndim).to(spatial.dtype)
+        return torch.addcmul(spatial, 1.0 - alpha, update)
+

@@ -7,6 +7,7 @@ converter, with its config taken from a local diffusers folder or the original L
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any, cast
 
@@ -45,10 +46,41 @@ def unet_folder(path: Path) -> tuple[Path, str | None]:
                      "(unet/config.json)")
 
 
+# diffusers' weight file names: plain, sharded (-00001-of-00002) and variant (.fp16) forms.
+_WEIGHTS = re.compile(r"diffusion_pytorch_model(?:-\d+-of-\d+)?(?:\.(?P<variant>[^.]+))?\.(?:safetensors|bin)$")
+_INDEX = re.compile(r"diffusion_pytorch_model\.(?:safetensors|bin)\.index(?:\.(?P<variant>[^.]+))?\.json$")
+
+
+def weight_variant(folder: Path) -> str | None:
+    """The variant (e.g. "fp16") to load from a diffusers UNet folder: None when plain weights exist,
+    else the one variant present (folders downloaded with `variant="fp16"` hold only those files)."""
+    variants: set[str] = set()
+    for file in folder.iterdir():
+        match = _WEIGHTS.fullmatch(file.name) or _INDEX.fullmatch(file.name)
+        if match:
+            if match["variant"] is None:
+                return None
+            variants.add(match["variant"])
+    if not variants:
+        return None  # diffusers names the missing weight file itself
+    if len(variants) > 1:
+        raise ValueError(f"{folder} holds only variant weights {sorted(variants)}; keep one variant "
+                         "or add the plain diffusion_pytorch_model.safetensors")
+    return variants.pop()
+
+
 def _load_folder(path: Path) -> UNet2DConditionModel:
     root, subfolder = unet_folder(path)
-    log.info("loading diffusers UNet from %s%s", root, f"/{subfolder}" if subfolder else "")
-    unet = UNet2DConditionModel.from_pretrained(root, subfolder=subfolder, local_files_only=True)
+    variant = weight_variant(root / subfolder if subfolder else root)
+    log.info("loading diffusers UNet from %s%s%s", root, f"/{subfolder}" if subfolder else "",
+             f" (variant {variant})" if variant else "")
+    # float32 like the single-file path (a fp16 variant would otherwise keep its storage dtype);
+    # cast the video UNet afterwards for half-precision inference.
+    try:
+        unet = UNet2DConditionModel.from_pretrained(root, subfolder=subfolder, variant=variant,
+                                                    local_files_only=True, torch_dtype=torch.float32)
+    except ValueError as exc:  # e.g. a weight whose shape disagrees with config.json: diffusers names the key
+        raise ValueError(f"{path}: {exc}") from exc
     return unet  # type: ignore[no-any-return]
 
 
@@ -67,6 +99,23 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
+# Top-level names of an original (LDM) UNet's own state dict, as saved without its wrapper's prefix.
+_LDM_UNET_ROOTS = ("input_blocks.", "middle_block.", "output_blocks.", "time_embed.", "out.")
+
+
+def with_unet_prefix(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """`state` with the UNet keys under `model.diffusion_model.` as diffusers' converter expects: a
+    full SD checkpoint has them there already (beside VAE and text-encoder keys, which are left to it);
+    a UNet-only original-layout file may carry them bare."""
+    if any(k.startswith(_LDM_UNET_PREFIX) for k in state):
+        return state
+    if any(k.startswith("input_blocks.") for k in state):
+        log.info("%s: original-layout UNet keys without %r; adding it", path, _LDM_UNET_PREFIX)
+        return {(_LDM_UNET_PREFIX + k if k.startswith(_LDM_UNET_ROOTS) else k): v for k, v in state.items()}
+    raise ValueError(f"{path} holds no original-layout UNet weights (no key starts with {_LDM_UNET_PREFIX!r} "
+                     "or input_blocks.)")
+
+
 def _load_single_file(path: Path, config: str | Path | None,
                       original_config: str | Path | None) -> UNet2DConditionModel:
     if config is None and original_config is None:
@@ -75,9 +124,7 @@ def _load_single_file(path: Path, config: str | Path | None,
                          "configs from the hub")
     if config is not None and original_config is not None:
         raise ValueError(f"{path}: pass either config or original_config, not both")
-    state = read_checkpoint(path)
-    if not any(k.startswith(_LDM_UNET_PREFIX) for k in state):
-        raise ValueError(f"{path} holds no original-layout UNet weights (no key starts with {_LDM_UNET_PREFIX!r})")
+    state = with_unet_prefix(read_checkpoint(path), path)
     kwargs: dict[str, Any] = {}
     if config is not None:
         root, subfolder = unet_folder(Path(config))
@@ -88,7 +135,13 @@ def _load_single_file(path: Path, config: str | Path | None,
             raise FileNotFoundError(f"original_config {yaml} does not exist")
         kwargs.update(original_config=str(yaml))
     log.info("loading single-file UNet %s", path)
-    unet: Any = UNet2DConditionModel.from_single_file(state, local_files_only=True, **kwargs)
+    try:
+        unet: Any = UNet2DConditionModel.from_single_file(state, local_files_only=True, **kwargs)
+    except ValueError as exc:  # e.g. a weight whose shape disagrees with the config: diffusers names the key
+        raise ValueError(f"{path} with config {config or original_config}: {exc}") from exc
+    except KeyError as exc:  # diffusers' YAML mapping reads model.params.{unet,first_stage}_config...
+        raise ValueError(f"{path}: original_config {original_config} lacks the field {exc} that diffusers' "
+                         "LDM config mapping reads (compare the v1/v2-inference.yaml layout)") from exc
     empty = [name for name, p in unet.named_parameters() if p.is_meta]
     if empty:
         raise ValueError(f"{path}: no weights for UNet parameter {empty[0]!r} ({len(empty)} missing)")

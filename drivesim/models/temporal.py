@@ -43,7 +43,7 @@ class TemporalConvBlock(nn.Module):
         v = frames_to_volume(x, num_frames)  # (B, C, T, H*W): GroupNorm over a sample's frames
         h = _conv_over_time(self.conv1, F.silu(self.norm1(v)))
         h = _conv_over_time(self.conv2, F.silu(self.norm2(h)))
-        return self.blend(x, x + volume_to_frames(h, x.shape[-2]), num_frames, image_only)
+        return self.blend.residual(x, volume_to_frames(h, x.shape[-2]), num_frames, image_only)
 
 
 def _conv_over_time(conv: nn.Conv3d, v: Tensor) -> Tensor:
@@ -102,4 +102,4 @@ class TemporalAttentionBlock(nn.Module):
                             heads=self.num_heads)
         h = rearrange(F.scaled_dot_product_attention(q, k, v), "n heads t d -> n t (heads d)")
         out = sequences_to_frames(self.to_out(h), batch, height, width)
-        return self.blend(x, x + out, num_frames, image_only)
+        return self.blend.residual(x, out, num_frames, image_only)
