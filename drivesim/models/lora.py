@@ -10,17 +10,17 @@ Works on a `UNet2DConditionModel` and on the `VideoUNet` that keeps its spatial 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
 from peft.tuners.lora import LoraLayer
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
+
+from drivesim.models.weights import save_tensors
 
 SPATIAL_ATTENTION_TARGETS = (
     r"(?:down_blocks\.\d+|mid_block|up_blocks\.\d+)\.attentions\.\d+\.transformer_blocks\.\d+"
@@ -81,16 +81,7 @@ def save_lora(model: nn.Module, path: str | Path, options: LoraOptions) -> None:
     state = get_peft_model_state_dict(model, adapter_name=options.adapter_name)
     if not state:
         raise ValueError(f"{type(model).__name__} has no LoRA adapter {options.adapter_name!r} to save")
-    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"format": "pt", "drivesim_lora": json.dumps(asdict(options))})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_tensors(state, path, {"drivesim_lora": json.dumps(asdict(options))})
 
 
 def read_lora_options(path: str | Path) -> LoraOptions:

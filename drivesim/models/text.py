@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 from transformers import AutoModel, AutoTokenizer
+
+from drivesim.models.weights import save_tensors
 
 log = logging.getLogger(__name__)
 
@@ -146,18 +146,8 @@ class TextEncoder(nn.Module):
     # ------------------------------------------------------------------ projection weights
     def save_projection(self, path: str | Path) -> None:
         """Write the projection (the only trained part) to safetensors, atomically."""
-        path = Path(path)
-        tensors = {k: v.detach().contiguous().cpu() for k, v in self.projection.state_dict().items()}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={"format": "pt", "hidden_size": str(self.hidden_size),
-                                              "cross_attention_dim": str(self.cross_attention_dim)})
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        save_tensors(self.projection.state_dict(), path,
+                     {"hidden_size": str(self.hidden_size), "cross_attention_dim": str(self.cross_attention_dim)})
 
     def load_projection(self, path: str | Path) -> None:
         path = Path(path)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch import nn
+from torch import Tensor, nn
 
 GROUPS = ("spatial", "condition", "temporal")
 NON_SPATIAL = ("condition", "temporal")
@@ -45,20 +45,27 @@ def _check_groups(groups: Iterable[str]) -> tuple[str, ...]:
     return groups
 
 
-def save_groups(model: nn.Module, groups: Iterable[str], path: str | Path) -> None:
-    """Write the groups' tensors to a safetensors file atomically (temp file, then rename)."""
-    groups = _check_groups(groups)
+def save_tensors(tensors: dict[str, Tensor], path: str | Path, metadata: dict[str, str]) -> None:
+    """Write tensors to a safetensors file atomically (temp file, then rename): a killed write never
+    leaves a partial file in place of a good one."""
     path = Path(path)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if group_of(k) in groups}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata={"format": "pt", "drivesim_groups": ",".join(groups)})
+        save_file(tensors, tmp, metadata={"format": "pt", **metadata})
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_groups(model: nn.Module, groups: Iterable[str], path: str | Path) -> None:
+    """Write the groups' tensors to a safetensors file atomically."""
+    groups = _check_groups(groups)
+    tensors = {k: v for k, v in model.state_dict().items() if group_of(k) in groups}
+    save_tensors(tensors, path, {"drivesim_groups": ",".join(groups)})
 
 
 def load_groups(model: nn.Module, groups: Iterable[str], path: str | Path) -> None:
