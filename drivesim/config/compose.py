@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -13,7 +14,14 @@ from omegaconf.errors import OmegaConfBaseException
 
 from drivesim.config.store import register_schemas
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+def _conf_dir() -> Path:
+    """conf/ beside the package (the checkout set-up installs in editable mode), or $DRIVESIM_CONF."""
+    override = os.environ.get("DRIVESIM_CONF")
+    return Path(override) if override else Path(__file__).resolve().parents[2] / "conf"
+
+
+CONF_DIR = _conf_dir()
 _SKIPPED_GROUPS = ("schema", "hydra")
 
 
@@ -51,6 +59,9 @@ def _check_schema_keys(node: DictConfig, prefix: str) -> None:
 
 def compose_command(command: str, overrides: list[str], conf_dir: Path = CONF_DIR) -> DictConfig:
     """Compose `conf/<command>.yaml` with `overrides`, validated against the command's schema."""
+    if not (conf_dir / f"{command}.yaml").is_file():
+        raise ConfigError(f"no config {conf_dir / (command + '.yaml')}: run from a drivesim checkout "
+                          "(pip install -e .) or set DRIVESIM_CONF to its conf/ folder")
     register_schemas()
     GlobalHydra.instance().clear()
     try:
