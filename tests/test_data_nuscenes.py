@@ -295,3 +295,15 @@ def test_a_sweep_after_the_last_key_frame_holds_its_boxes_as_not_valid(tmp_path:
     ds = NuScenesClips(root, VERSION, frames=2, fps=12.0, size=(45, 80), stride=1 / 12)
     clip = next(ds[i] for i in range(len(ds)) if ds[i].source.frame_ids[-1] == "sd-0-36")
     assert len(clip.valid[-1]) > 0 and not clip.valid[-1].any() and clip.valid[0].all()
+
+
+def test_train_and_val_share_one_database_until_a_table_changes(tmp_path: Path) -> None:
+    """The devkit tables are loaded once per data config (not once per split), and again when a file changes."""
+    root = write_nuscenes(tmp_path / "nus", VERSION, scenes=4)
+    train = NuScenesClips(root, VERSION, split="train", size=(32, 64))
+    val = NuScenesClips(root, VERSION, split="val", size=(32, 64))
+    assert train.nusc is val.nusc
+    _edit(root, "scene", lambda rows: rows[0].update(description=rows[0]["description"] + " night"))
+    changed = NuScenesClips(root, VERSION, split="train", size=(32, 64))
+    assert changed.nusc is not train.nusc
+    assert any("night" in s["description"] for s in changed.nusc.scene)

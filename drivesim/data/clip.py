@@ -58,8 +58,9 @@ class EgoMotion:
 
 @dataclass
 class Camera:
-    """Pinhole intrinsics (3, 3) of the *output* frames (after resize/crop; OpenCV convention,
-    pixel centres at integer coordinates) and the camera-to-ego extrinsics (4, 4)."""
+    """Pinhole intrinsics (3, 3) of the *output* frames (after resize/crop; the same pixel-edge
+    coordinates as `boxes_2d`, the image spanning [0, W] x [0, H], see README) and the camera-to-ego
+    extrinsics (4, 4)."""
 
     intrinsics: np.ndarray | None = None
     extrinsics: np.ndarray | None = None

@@ -22,7 +22,14 @@ from drivesim.data.clip import Camera, Clip, EgoMotion, Source
 from drivesim.data.ego import PoseTrack, ego_motion, yaw_from_quaternion
 from drivesim.data.errors import DataError, check_on_error
 from drivesim.data.labels import class_index, parse_description
-from drivesim.data.nuscenes_db import CameraStream, camera_streams, clip_starts, open_nuscenes, table_problems
+from drivesim.data.nuscenes_db import (
+    CameraStream,
+    camera_streams,
+    clip_starts,
+    default_max_gap,
+    open_nuscenes,
+    table_problems,
+)
 from drivesim.data.splits import split_scenes
 from drivesim.data.transforms import ResizeCrop
 
@@ -84,7 +91,7 @@ class NuScenesClips(Dataset):
         streams = camera_streams(self.nusc, camera, skip_bad=self.on_error == "skip")
         names = split_scenes(version, [s["name"] for s in self.nusc.scene], split, seed, val_fraction)
         self.streams = [streams[n] for n in names if n in streams]
-        self.max_gap = float(max_gap) if max_gap is not None else max(0.5 / self.fps, 0.75 / 12.0)
+        self.max_gap = float(max_gap) if max_gap is not None else default_max_gap(self.fps)
         stride = float(stride) if stride else self.frames / self.fps
         self.items: list[tuple[int, list[int]]] = []
         for k, stream in enumerate(self.streams):

@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import os
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,16 +52,42 @@ def _diagnose(table_root: Path, exc: BaseException) -> DataError:
     return DataError(table_root, f"malformed tables ({exc.__class__.__name__}: {exc})")
 
 
+# Databases in use, by table folder and table file stamps: the train and val datasets of one data
+# config share one devkit object (the full trainval tables take tens of seconds and gigabytes to
+# load). Weak values: a database is dropped as soon as no dataset holds it.
+_OPEN: weakref.WeakValueDictionary[tuple, NuScenes] = weakref.WeakValueDictionary()
+
+
+def _stamp(table_root: Path) -> tuple:
+    """(size, mtime, inode) of every table file: a database whose files changed is loaded afresh."""
+    stamp = []
+    for name in TABLES:
+        try:
+            st = (table_root / f"{name}.json").stat()
+        except OSError:
+            return ()
+        stamp.append((st.st_size, st.st_mtime_ns, st.st_ino))
+    return tuple(stamp)
+
+
 def open_nuscenes(root: str | Path, version: str) -> NuScenes:
+    """The devkit database at `root`/`version`, shared while in use and unchanged on disk."""
     root = Path(root)
     table_root = root / version
     if not table_root.is_dir():
         raise DataError(table_root, f"nuScenes version {version!r} not found under {root}")
+    stamp = _stamp(table_root)
+    key = (str(root), version, str(table_root.resolve()), stamp)
+    if stamp and (nusc := _OPEN.get(key)) is not None:
+        return nusc
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            return NuScenes(version=version, dataroot=str(root), verbose=False)
+            nusc = NuScenes(version=version, dataroot=str(root), verbose=False)
     except Exception as exc:  # noqa: BLE001 - the devkit raises many types; all mean a bad table
         raise _diagnose(table_root, exc) from exc
+    if stamp:
+        _OPEN[key] = nusc
+    return nusc
 
 
 #: Fields the loader reads from each table (beyond 'token'); the devkit checks the references.
@@ -155,6 +182,12 @@ def camera_streams(nusc: NuScenes, camera: str, skip_bad: bool = False) -> dict[
             times=(stamps - stamps[0]) / 1e6, t0_us=int(stamps[0]), missing_sweeps=missing.get(scene["token"], 0),
         )
     return streams
+
+
+def default_max_gap(fps: float) -> float:
+    """The farthest (s) a clip's target time may be from its frame when `max_gap` is not set: half a
+    clip frame, and at least 0.75 of a 12 Hz sweep interval (real sweeps jitter)."""
+    return max(0.5 / fps, 0.75 / 12.0)
 
 
 def clip_starts(stream: CameraStream, frames: int, fps: float, stride: float, max_gap: float) -> list[list[int]]:

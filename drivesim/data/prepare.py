@@ -16,7 +16,13 @@ import av
 import cv2
 
 from drivesim.data.errors import DataError
-from drivesim.data.nuscenes_db import camera_streams, clip_starts, open_nuscenes, table_problems
+from drivesim.data.nuscenes_db import (
+    camera_streams,
+    clip_starts,
+    default_max_gap,
+    open_nuscenes,
+    table_problems,
+)
 from drivesim.data.sidecar import load_sidecar
 from drivesim.data.splits import split_scenes
 from drivesim.data.video_index import CACHE_NAME, index_folder
@@ -61,7 +67,7 @@ def check_nuscenes(root: Path, version: str, camera: str, frames: int, fps: floa
             names = split_scenes(version, list(streams), split)
         except ValueError:
             continue
-        clips = sum(len(clip_starts(streams[n], frames, fps, frames / fps, max(0.5 / fps, 0.75 / 12))) for n in names)
+        clips = sum(len(clip_starts(streams[n], frames, fps, frames / fps, default_max_gap(fps))) for n in names)
         log.info("  split %s: %d scenes, %d clips of %d frames at %g fps", split or "all", len(names), clips, frames, fps)
     return problems
 

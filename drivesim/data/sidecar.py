@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from drivesim.data.clip import Labels
+from drivesim.data.ego import PoseTrack
 from drivesim.data.errors import DataError
 from drivesim.data.labels import class_index, parse_description
 
@@ -45,9 +47,32 @@ class Sidecar:
     intrinsics: np.ndarray | None
     frames: list[SidecarFrame]
 
-    @property
+    @cached_property
     def times(self) -> np.ndarray:
+        """Entry times (s), sorted; computed once, as `at` runs for every frame of every clip."""
         return np.array([f.t for f in self.frames], np.float64)
+
+    @cached_property
+    def pose_track(self) -> PoseTrack | None:
+        """The entries' poses as a track (None with fewer than two); built once, not per clip."""
+        posed = [(f.t, f.pose) for f in self.frames if f.pose is not None]
+        if len(posed) < 2:
+            return None
+        times = np.array([t for t, _ in posed], np.float64)
+        poses = np.array([pose for _, pose in posed], np.float64)
+        positions = np.column_stack([poses[:, :2], np.zeros(len(poses))])
+        return PoseTrack(times=times, positions=positions, yaws=poses[:, 2])
+
+    @cached_property
+    def measured(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Measured `speed` / `yaw_rate` (e.g. CAN or GPS) as (times, values), for those given at all."""
+        out = {}
+        for name in ("speed", "yaw_rate"):
+            given = [(f.t, getattr(f, name)) for f in self.frames if getattr(f, name) is not None]
+            if given:
+                t, v = np.array(given, np.float64).T
+                out[name] = (t, v)
+        return out
 
     def at(self, t: float) -> SidecarFrame | None:
         """The latest entry at or before t (None before the first entry)."""

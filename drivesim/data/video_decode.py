@@ -56,7 +56,6 @@ def read_frames(path: Path, index: VideoIndex, wanted: list[int]) -> dict[int, n
             stream = container.streams.video[0]
             while i < len(todo):
                 container.seek(_preceding_keyframe(index, todo[i]), stream=stream, backward=True, any_frame=False)
-                progressed = False
                 for frame in container.decode(stream):
                     if frame.pts is None:
                         continue
@@ -66,10 +65,9 @@ def read_frames(path: Path, index: VideoIndex, wanted: list[int]) -> dict[int, n
                     if pts == todo[i]:
                         out[pts] = _to_rgb(frame, index.rotation)
                         i += 1
-                        progressed = True
                         if i == len(todo):
                             break
-                        if progressed and _preceding_keyframe(index, todo[i]) > pts:
+                        if _preceding_keyframe(index, todo[i]) > pts:
                             break  # the next wanted frame is past a key frame: seek instead of decoding the gap
                 else:
                     break  # the stream ended before the wanted frame

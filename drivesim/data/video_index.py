@@ -14,6 +14,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass
 from fractions import Fraction
+from functools import cached_property
 from pathlib import Path
 
 import av
@@ -44,9 +45,9 @@ class VideoIndex:
     height: int
     rotation: int
 
-    @property
+    @cached_property
     def seconds(self) -> np.ndarray:
-        """Frame times in seconds from the first frame."""
+        """Frame times in seconds from the first frame (computed once: every clip looks them up)."""
         num, den = self.time_base
         pts = np.asarray(self.pts, np.float64)
         return (pts - pts[0]) * num / den

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from drivesim.data.clip import Camera, Clip, EgoMotion, Labels, Source
-from drivesim.data.ego import PoseTrack, ego_motion
+from drivesim.data.ego import ego_motion
 from drivesim.data.errors import DataError, check_on_error
 from drivesim.data.sidecar import Sidecar, load_sidecar
 from drivesim.data.splits import split_scenes
@@ -143,20 +143,12 @@ class VideoFolderClips(Dataset):
     def _ego(self, sidecar: Sidecar | None, times: np.ndarray) -> EgoMotion:
         if sidecar is None or not sidecar.frames:
             return EgoMotion.unknown(len(times), self.horizon, self.waypoint_dt)
-        posed = [f for f in sidecar.frames if f.pose is not None]
-        if len(posed) >= 2:
-            track = PoseTrack(
-                times=np.array([f.t for f in posed]),
-                positions=np.array([[f.pose[0], f.pose[1], 0.0] for f in posed if f.pose]),
-                yaws=np.array([f.pose[2] for f in posed if f.pose]),
-            )
+        track = sidecar.pose_track
+        if track is not None:
             ego = ego_motion(track, times, self.horizon, self.waypoint_dt)
         else:
             ego = EgoMotion.unknown(len(times), self.horizon, self.waypoint_dt)
         # Measured speed / yaw rate (e.g. from CAN or GPS) take precedence over pose differences.
-        for name in ("speed", "yaw_rate"):
-            given = [(f.t, getattr(f, name)) for f in sidecar.frames if getattr(f, name) is not None]
-            if given:
-                t, v = np.array(given, np.float64).T
-                setattr(ego, name, np.interp(times, t, v).astype(np.float32))
+        for name, (t, v) in sidecar.measured.items():
+            setattr(ego, name, np.interp(times, t, v).astype(np.float32))
         return ego

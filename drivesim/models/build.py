@@ -74,8 +74,7 @@ def _condition_encoders(name: str, options: dict[str, Any], unet: Any) -> nn.Mod
         parsed = ConditionOptions(**options)
     except TypeError as exc:
         raise ValueError(f"model {name}: bad `conditioning` field: {exc}") from exc
-    return ConditionEncoders(parsed, unet.config.block_out_channels, unet.time_embedding.linear_2.out_features,
-                             unet.config.in_channels)
+    return ConditionEncoders.for_unet(unet, parsed)
 
 
 def _normalise(value: Any) -> Any:
