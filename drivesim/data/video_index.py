@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from functools import cached_property
@@ -20,6 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from drivesim.atomic import atomic_write_text
 from drivesim.data.errors import DataError
 from drivesim.progress import progress
 
@@ -203,11 +202,7 @@ def _load_cache(cache: Path) -> dict[str, dict]:
 def _write_cache(cache: Path, files: dict[str, dict]) -> None:
     payload = json.dumps({"version": CACHE_VERSION, "files": files})
     try:
-        fd, tmp = tempfile.mkstemp(prefix=cache.name, suffix=".tmp", dir=cache.parent)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(payload)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, cache)
+        atomic_write_text(cache, payload)
     except OSError as exc:
         log.warning("%s: cannot write the index cache (%s); keeping it in memory", cache, exc)
 

@@ -7,8 +7,6 @@ onto any spatial backbone of the same architecture.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,6 +14,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+
+from drivesim.atomic import atomic_path
 
 GROUPS = ("spatial", "condition", "temporal")
 NON_SPATIAL = ("condition", "temporal")
@@ -48,17 +48,9 @@ def _check_groups(groups: Iterable[str]) -> tuple[str, ...]:
 def save_tensors(tensors: dict[str, Tensor], path: str | Path, metadata: dict[str, str]) -> None:
     """Write tensors to a safetensors file atomically (temp file, then rename): a killed write never
     leaves a partial file in place of a good one."""
-    path = Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata={"format": "pt", **metadata})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_groups(model: nn.Module, groups: Iterable[str], path: str | Path) -> None:

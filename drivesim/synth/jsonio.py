@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from drivesim.atomic import atomic_write_text
+
 
 def clean(obj: Any, digits: int = 6) -> Any:
     """Numpy scalars/arrays -> plain Python, floats rounded (and -0.0 -> 0.0) for stable bytes."""
@@ -29,11 +31,8 @@ def clean(obj: Any, digits: int = 6) -> Any:
 
 def dump(path: Path, obj: Any, digits: int = 6, compact: bool = False) -> None:
     """Write `obj` as JSON (temp file, then rename). compact: `obj` is already plain and rounded."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     if compact:
         text = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
     else:
         text = json.dumps(clean(obj, digits), sort_keys=True, indent=1, allow_nan=False)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, text + "\n")
