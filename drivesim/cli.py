@@ -23,10 +23,15 @@ _DESCRIPTIONS = {
     "evaluate": "measure FID/FVD and controllability of generated videos against a dataset",
     "synth": "render the synthetic driving world as a nuScenes-format dataset",
     "demo": "the main job on the embedded default (no data, no weights needed)",
+    "fetch": "`drivesim fetch inception`: cache the FID Inception-v3 file (the only download drivesim makes)",
 }
 
 
-class NotLandedError(RuntimeError):
+class UsageError(RuntimeError):
+    """A command that cannot run as configured (a missing path, a wrong parent): one line, exit 2."""
+
+
+class NotLandedError(UsageError):
     """A subcommand whose capability is not built yet: exit 2, never fake output."""
 
 
@@ -38,10 +43,29 @@ def _not_landed(command: str) -> Callable[[DictConfig], int]:
     return run
 
 
+def _run_train(cfg: DictConfig) -> int:
+    from drivesim.training.resolve import TrainConfigError
+    from drivesim.training.run import run_training
+
+    try:
+        return run_training(cfg)
+    except TrainConfigError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def _run_synth(cfg: DictConfig) -> int:
     from drivesim.synth.command import run_synth
 
     return run_synth(cfg)
+
+
+def _run_evaluate(cfg: DictConfig) -> int:
+    from drivesim.metrics.evaluate import EvaluationError, run_evaluate
+
+    try:
+        return run_evaluate(cfg)
+    except EvaluationError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _run_demo(cfg: DictConfig) -> int:
@@ -51,9 +75,9 @@ def _run_demo(cfg: DictConfig) -> int:
 
 
 RUNNERS: dict[str, Callable[[DictConfig], int]] = {
-    "train": _not_landed("train"),
+    "train": _run_train,
     "generate": _not_landed("generate"),
-    "evaluate": _not_landed("evaluate"),
+    "evaluate": _run_evaluate,
     "synth": _run_synth,
     "demo": _run_demo,
 }
@@ -93,6 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(_usage() + "\n")
         return 0 if args else EXIT_USAGE
     command, rest = args[0], args[1:]
+    if command == "fetch":  # not a Hydra app: it takes what to fetch, nothing to configure
+        from drivesim.metrics.fetch import run_fetch
+
+        _setup_logging()
+        return run_fetch(rest)
     if command not in RUNNERS:
         sys.stderr.write(f"drivesim: unknown command {command!r} (choose from {', '.join(RUNNERS)})\n")
         return EXIT_USAGE
@@ -115,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging()
     try:
         return RUNNERS[command](cfg)
-    except NotLandedError as exc:
+    except UsageError as exc:
         sys.stderr.write(f"drivesim {command}: {exc}\n")
         return EXIT_USAGE
 

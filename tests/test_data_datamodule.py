@@ -88,7 +88,8 @@ class _Tiny(L.LightningModule):
 def test_trainer_reports_skips_at_epoch_end(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = write_nuscenes(tmp_path / "nus", "v1.0-synth", scenes=3)
     cfg = compose_command("train", ["data=synthetic", f"data.root={root}", "data.num_workers=2", "data.on_error=skip",
-                                    "data.fps=6.0", "data.frames=3", "data.val_fraction=0.34"]).data
+                                    "data.fps=6.0", "data.frames=3", "data.size=[64,128]",
+                                    "data.val_fraction=0.34"]).data
     dm = ClipDataModule(cfg)
     dm.setup("fit")
     scene = dm.train_set.streams[0].scene_name
@@ -109,17 +110,24 @@ def test_trainer_reports_skips_at_epoch_end(tmp_path: Path, caplog: pytest.LogCa
     assert any("train" in rec.message for rec in caplog.records)
 
 
+def test_unsized_data_config_is_a_clear_error(tmp_path: Path) -> None:
+    nus = write_nuscenes(tmp_path / "nus", "v1.0-synth", scenes=1)
+    with pytest.raises(ValueError, match="data.frames is not set"):
+        build_dataset(compose_command("train", ["data=synthetic", f"data.root={nus}"]).data)
+
+
 def test_every_data_config_builds(tmp_path: Path) -> None:
     nus = write_nuscenes(tmp_path / "nus", "v1.0-trainval", scenes=2, names=("scene-0001", "scene-0003"))
     vids = _videos(tmp_path / "v", n=2)
     (vids / "empty.mp4").unlink()
+    sized = ["data.frames=4", "data.size=[64,128]"]
     for overrides in (["data=nuscenes", f"data.root={nus}"], ["data=videos", f"data.root={vids}"],
                       ["data=synthetic", f"data.root={nus}", "data.version=v1.0-trainval"]):
-        data = compose_command("train", overrides).data
+        data = compose_command("train", [*overrides, *sized]).data
         ds = build_dataset(data, split=None)
         clip = ds[0]
         assert tuple(clip.frames.shape) == (data.frames, 3, *data.size)
-    val = build_dataset(compose_command("train", ["data=nuscenes", f"data.root={nus}"]).data, split="val")
+    val = build_dataset(compose_command("train", ["data=nuscenes", f"data.root={nus}", *sized]).data, split="val")
     assert {s.scene_name for s in val.streams} == {"scene-0003"}  # the official val split
     assert np.isfinite(val[0].ego.speed).all()
 
@@ -140,7 +148,8 @@ def test_worker_errors_reach_the_main_process_as_one_line(tmp_path: Path) -> Non
 
 def test_a_single_scene_trains_with_an_empty_val_split(tmp_path: Path) -> None:
     root = write_nuscenes(tmp_path / "nus", "v1.0-synth", scenes=1)
-    dm = ClipDataModule(compose_command("train", ["data=synthetic", f"data.root={root}"]).data)
+    dm = ClipDataModule(compose_command("train", ["data=synthetic", f"data.root={root}", "data.frames=4",
+                                                  "data.size=[64,128]"]).data)
     dm.setup("fit")
     assert len(dm.train_set) > 0 and len(dm.val_set) == 0
     assert sum(len(b) for b in dm.train_dataloader()) == len(dm.train_set) and list(dm.val_dataloader()) == []

@@ -13,9 +13,11 @@ from omegaconf import MISSING
 
 @dataclass
 class _ClipOptions:
-    frames: int = 4
+    # Frames per clip and (H, W) pixels; null: what the model, stage and autoencoder need (drivesim
+    # train fills them in); readers of a bare data config must set them.
+    frames: int | None = 4
     fps: float = 3.0
-    size: list[int] = field(default_factory=lambda: [128, 256])
+    size: list[int] | None = field(default_factory=lambda: [128, 256])
     batch_size: int = 2
     num_workers: int = 2
     on_error: str = "raise"
@@ -45,7 +47,7 @@ class SyntheticDataConfig(_NuScenesOptions):
     name: str = "synthetic"
     root: str = "outputs/synth"
     version: str = "v1.0-synth"
-    size: list[int] = field(default_factory=lambda: [64, 128])
+    size: list[int] | None = field(default_factory=lambda: [64, 128])
     num_workers: int = 0
 
 

@@ -12,30 +12,58 @@ from omegaconf import MISSING
 
 @dataclass
 class StageConfig:
-    """Which part of the cascade trains, and which weight groups it updates."""
+    """Which part of the cascade trains, what it conditions on, and its loss (drivesim.training)."""
 
     name: str = MISSING
+    # Weight groups the stage updates (spatial, condition, temporal); empty: the stage's default.
     train_groups: list[str] = field(default_factory=list)
+    # Context frames S drawn per sample (temporal stage); the first S frames are given, not denoised.
+    context_frames: list[int] = field(default_factory=lambda: [0, 1, 2])
+    # Given frames are noise-augmented at a level drawn uniformly in [0, context_noise_max].
+    context_noise_max: float = 0.3
+    # Interpolation: every `interpolation_factor`-th frame is a given key frame (T -> factor*(T-1)+1).
+    interpolation_factor: int = 4
+    # Interpolation pass id fed to the stage-id embedding (0: first x4 pass, 1: the second).
+    stage_id: int = 0
+    # Extra probability of dropping only the waypoints (a policy may give speed without a plan).
+    waypoint_dropout: float = 0.1
+    # Fraction of samples trained image-only (temporal layers bypassed): joint image batches.
+    image_fraction: float = 0.0
+    # min-SNR-gamma loss weighting (Hang et al. 2023); null: uniform.
+    min_snr_gamma: float | None = None
+    # Train on latents cached once by the frozen autoencoder (diffusion stages).
+    cache_latents: bool = True
+    # Autoencoder stage: random crop (H, W) of each frame (null: full frames) and the loss weights.
+    patch: list[int] | None = None
+    ssim_weight: float = 0.2
+    kl_weight: float = 1e-6
 
 
 @dataclass
 class TrainerConfig:
+    """The Lightning loop: devices and strategy, steps, optimisation, checkpoints, EMA, validation."""
+
     accelerator: str = "cpu"
     devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto | ddp | fsdp
     max_steps: int = 100
     precision: str = "32-true"
     log_every_n_steps: int = 10
-
-
-@dataclass
-class SamplerConfig:
-    name: str = "ddim"
-    steps: int = 25
-    eta: float = 0.0
-    context_guidance: float = 1.0
-
-
-@dataclass
-class ScenarioConfig:
-    name: str = "free_drive"
-    seconds: float = 10.0
+    checkpoint_every_n_steps: int = 100
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    gradient_clip_val: float | None = 1.0
+    accumulate_grad_batches: int = 1
+    gradient_checkpointing: bool = False
+    # EMA of the trained weights with warm-up: decay = min(ema_decay, (1 + step) / (10 + step)).
+    ema: bool = True
+    ema_decay: float = 0.999
+    # Validation (loss per noise-level bucket, sample clips) every N steps; 0 = off.
+    val_every_n_steps: int = 0
+    val_batches: int = 2
+    sample_clips: int = 1
+    sample_steps: int = 10
+    deterministic: bool = False
+    threads: int | None = None  # torch intra-op threads; null: torch's default

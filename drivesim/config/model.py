@@ -29,6 +29,7 @@ class ModelConfig:
     """
 
     name: str = MISSING
+    # Parent weights: an `image` export (temporal / interpolation stages) or local SD weights.
     pretrained: str | None = None
     pretrained_config: str | None = None  # local diffusers config folder for a single-file checkpoint
     pretrained_original_config: str | None = None  # or the original LDM YAML
@@ -40,3 +41,15 @@ class ModelConfig:
     num_frames: int = 4
     latent_channels: int = 4
     latent_size: list[int] = field(default_factory=lambda: [8, 16])
+    # The autoencoder: an `autoencoder` export or a local SD VAE folder (diffusion stages).
+    vae: str | None = None
+    # diffusers AutoencoderKL kwargs that the `autoencoder` stage builds from scratch.
+    autoencoder: dict[str, Any] = field(default_factory=dict)
+    # epsilon | v_prediction: what the UNet predicts (SD 2.1-v is v_prediction).
+    prediction_type: str = "epsilon"
+    # diffusers DDPMScheduler kwargs of the training noise schedule (SD's scaled-linear by default).
+    noise_schedule: dict[str, Any] = field(default_factory=lambda: {
+        "num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
+        "beta_schedule": "scaled_linear", "clip_sample": False})
+    # Text encoder: a local transformers folder, "minilm" (the packaged MiniLM) or null (no text).
+    text_encoder: str | None = None

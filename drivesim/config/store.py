@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from hydra.core.config_store import ConfigStore
 
-from drivesim.config import data, groups, model, schema
+from drivesim.config import data, generate, groups, model, schema
+from drivesim.config.protocol import ProtocolConfig
 from drivesim.config.synth import SynthConfig
 
 _GROUP_SCHEMAS: dict[str, dict[str, type]] = {
@@ -16,8 +17,9 @@ _GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     },
     "stage": {"base": groups.StageConfig},
     "trainer": {"base": groups.TrainerConfig},
-    "sampler": {"base": groups.SamplerConfig},
-    "scenario": {"base": groups.ScenarioConfig},
+    "sampler": {"base": generate.SamplerConfig},
+    "scenario": {"base": generate.ScenarioConfig},
+    "protocol": {"base": ProtocolConfig},
 }
 
 _COMMAND_SCHEMAS: dict[str, type] = {

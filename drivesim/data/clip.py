@@ -75,6 +75,8 @@ class Source:
     scene: str
     timestamps: np.ndarray
     frame_ids: list[str] = field(default_factory=list)
+    # The scene's free-text description ("night, rain, crowded"): the text prompt of the clip.
+    description: str = ""
 
 
 @dataclass

@@ -17,6 +17,10 @@ def get_option(cfg: Any, key: str, default: Any = None) -> Any:
 def build_dataset(cfg: Any, split: str | None = None) -> Dataset:
     """`cfg` is a data config (DictConfig or the dataclass); `split` None means every scene/file."""
     name = get_option(cfg, "name")
+    for key in ("frames", "size"):
+        if get_option(cfg, key) is None:
+            raise ValueError(f"data.{key} is not set: give it (data.{key}=...) or let `drivesim train` "
+                             "derive it from the model")
     common = dict(
         frames=int(get_option(cfg, "frames")), fps=float(get_option(cfg, "fps")), size=tuple(int(s) for s in get_option(cfg, "size")),
         split=split, on_error=str(get_option(cfg, "on_error", "raise")), stride=get_option(cfg, "stride"),

@@ -210,5 +210,6 @@ class NuScenesClips(Dataset):
             source=Source(
                 dataset=f"nuscenes:{self.version}", scene=stream.scene_name,
                 timestamps=stream.times[picks].astype(np.float64), frame_ids=[sd["token"] for sd in records],
+                description=str(scene.get("description") or ""),
             ),
         )

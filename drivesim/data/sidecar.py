@@ -46,6 +46,7 @@ class Sidecar:
     labels: Labels
     intrinsics: np.ndarray | None
     frames: list[SidecarFrame]
+    description: str = ""
 
     @cached_property
     def times(self) -> np.ndarray:
@@ -125,4 +126,5 @@ def load_sidecar(video: Path) -> Sidecar | None:
         k = np.asarray(intrinsics, np.float64)
         if k.shape != (3, 3):
             raise DataError(path, f"'intrinsics' must be 3x3, got shape {k.shape}")
-    return Sidecar(path=path, labels=parse_description(data.get("description")), intrinsics=k, frames=frames)
+    return Sidecar(path=path, labels=parse_description(data.get("description")), intrinsics=k, frames=frames,
+                   description=str(data.get("description") or ""))

@@ -137,7 +137,7 @@ class VideoFolderClips(Dataset):
             instance_ids=ids, valid=valid, ego=self._ego(sidecar, times), labels=sidecar.labels if sidecar else Labels(),
             camera=Camera(intrinsics=intrinsics), source=Source(
                 dataset="videos", scene=video.path, timestamps=times.astype(np.float64),
-                frame_ids=[str(p) for p in pts]),
+                frame_ids=[str(p) for p in pts], description=sidecar.description if sidecar else ""),
         )
 
     def _ego(self, sidecar: Sidecar | None, times: np.ndarray) -> EgoMotion:

@@ -57,7 +57,7 @@ def build_video_unet(model_cfg: ModelConfig | DictConfig | dict[str, Any],
     if cfg.get("conditioning") is not None:
         if condition_encoders is not None:
             raise ValueError(f"model {name}: condition encoders given both as an argument and in `conditioning`")
-        condition_encoders = _condition_encoders(name, cfg["conditioning"], unet)
+        condition_encoders = condition_encoders_for(name, cfg["conditioning"], unet)
     temporal = cfg.get("temporal") or {}
     return VideoUNet.from_image_unet(
         unet, condition_encoders=condition_encoders,
@@ -66,7 +66,7 @@ def build_video_unet(model_cfg: ModelConfig | DictConfig | dict[str, Any],
         blend_init_logit=float(temporal.get("blend_init_logit", 0.5)))
 
 
-def _condition_encoders(name: str, options: dict[str, Any], unet: Any) -> nn.Module:
+def condition_encoders_for(name: str, options: dict[str, Any], unet: Any) -> nn.Module:
     """The condition weight group sized for `unet` (its widths, time embedding and latent channels)."""
     from drivesim.models.conditioning import ConditionEncoders, ConditionOptions
 

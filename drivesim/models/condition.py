@@ -27,7 +27,8 @@ class VideoCondition:
     context_noise_level: Tensor | None = None
     # Per-frame boxes: xyxy normalised to [0, 1] of the frame, (B, T, N, 4); classes (B, T, N) long
     # (index into the class vocabulary); instance_ids (B, T, N) long (stable across frames);
-    # box_mask (B, T, N) bool (True = real box). Optional 3D boxes (B, T, N, 7) in the camera frame.
+    # box_mask (B, T, N) bool (True = real box). Optional 3D boxes as corners (B, T, N, 8, 3) in the
+    # camera frame (metres, nuScenes corner order), exactly as clips carry them; not encoded.
     boxes: Tensor | None = None
     box_classes: Tensor | None = None
     box_instance_ids: Tensor | None = None
@@ -36,7 +37,8 @@ class VideoCondition:
     # Scene labels (B, 3) long: time of day, weather, crowdedness; -1 = unknown / dropped.
     labels: Tensor | None = None
     # Ego actions per frame: speed (B, T) m/s, yaw_rate (B, T) rad/s, waypoints (B, T, K, 2) m (ego frame).
-    # NaN marks an unknown value (per sample and frame; CFG dropout uses it): zero is a real, stopped ego.
+    # NaN marks an unknown value (per value: frame, or single waypoint; CFG dropout uses it): zero is a
+    # real, stopped ego.
     ego_speed: Tensor | None = None
     ego_yaw_rate: Tensor | None = None
     ego_waypoints: Tensor | None = None

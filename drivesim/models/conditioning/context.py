@@ -36,17 +36,18 @@ class ContextEncoder(nn.Module):
 
 
 def augment_context(latents: Tensor, mask: Tensor, level: Tensor,
-                    generator: torch.Generator | None = None) -> Tensor:
+                    generator: torch.Generator | None = None, noise: Tensor | None = None) -> Tensor:
     """Noise the context frames at `level` (B,) in [0, 1]: cos(l pi/2) z + sin(l pi/2) eps.
 
-    Variance-preserving, so level 0 is the clean latent and level 1 pure noise; frames outside the
-    mask are returned unchanged (they are masked out by the encoder anyway).
+    Variance-preserving, so level 0 is the clean latent and level 1 pure noise (`noise` gives the
+    draw itself, else `generator` draws it); frames outside the mask are returned unchanged (they are masked out by the encoder anyway).
     """
     if level.shape != latents.shape[:1]:
         raise ValueError(f"context_noise_level must be (B,) = {tuple(latents.shape[:1])}, got {tuple(level.shape)}")
     if level.min() < 0 or level.max() > 1:
         raise ValueError("context_noise_level must lie in [0, 1]")
-    eps = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
+    eps = noise if noise is not None else torch.randn(latents.shape, generator=generator, device=latents.device,
+                                                      dtype=latents.dtype)
     angle = level.to(latents.dtype).reshape(-1, 1, 1, 1, 1) * (math.pi / 2)
     noised = torch.cos(angle) * latents + torch.sin(angle) * eps
     m = mask.to(torch.bool).reshape(*mask.shape, 1, 1, 1)

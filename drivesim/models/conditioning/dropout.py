@@ -50,17 +50,25 @@ def batch_size(cond: VideoCondition) -> int | None:
 
 
 def drop_conditions(cond: VideoCondition, options: ConditionOptions | DropoutProbabilities,
-                    generator: torch.Generator | None = None, null_text: Tensor | None = None) -> VideoCondition:
+                    generator: torch.Generator | None = None, null_text: Tensor | None = None,
+                    uniforms: Tensor | None = None) -> VideoCondition:
     """A copy of `cond` with conditions dropped per sample; the input is not modified.
 
     One uniform draw per (condition, sample) from `generator` (on the CPU) in `DROPPABLE` order, so
-    a seeded generator gives the same drops. `null_text` (L, D) is needed when text may be dropped.
+    a seeded generator gives the same drops; or the draws themselves as `uniforms` (len(DROPPABLE), B)
+    (training draws them per sample, from each sample's own generator). `null_text` (L, D) is needed
+    when text may be dropped.
     """
     probabilities = options.dropout if isinstance(options, ConditionOptions) else options
     batch = batch_size(cond)
     if batch is None:
         return cond
-    u = torch.rand(len(DROPPABLE), batch, generator=generator)
+    if uniforms is not None:
+        if tuple(uniforms.shape) != (len(DROPPABLE), batch):
+            raise ValueError(f"uniforms must be ({len(DROPPABLE)}, {batch}), got {tuple(uniforms.shape)}")
+        u = uniforms
+    else:
+        u = torch.rand(len(DROPPABLE), batch, generator=generator)
     drop = {name: u[i] < float(getattr(probabilities, name)) for i, name in enumerate(DROPPABLE)}
     changes: dict[str, Tensor | None] = {}
     if cond.context_mask is not None:

@@ -49,14 +49,16 @@ class LabelEmbedding(nn.Module):
 class EgoEmbedding(nn.Module):
     """Speed (B, T), yaw rate (B, T), waypoints (B, T, K, 2) -> (B, T, E).
 
-    NaN marks an unknown value (per sample and frame): it is zeroed and its presence flag set to 0;
-    a frame with nothing known adds exactly zero.
+    NaN marks an unknown value, per value: speed and yaw rate per frame, each waypoint on its own (a
+    future beyond the data is unknown while the near waypoints are known). Unknown values are zeroed
+    and their presence flags set to 0; a frame with nothing known adds exactly zero.
     """
 
     def __init__(self, max_waypoints: int, embed_dim: int, out_dim: int) -> None:
         super().__init__()
         self.max_waypoints = max_waypoints
-        self.head = mlp_head(2 * max_waypoints + 5, embed_dim, out_dim)
+        # speed, yaw rate, 2K waypoint coordinates, then presence flags: speed, yaw rate, K waypoints.
+        self.head = mlp_head(3 * max_waypoints + 4, embed_dim, out_dim)
 
     def forward(self, speed: Tensor | None, yaw_rate: Tensor | None, waypoints: Tensor | None,
                 batch: int, frames: int) -> Tensor:
@@ -79,12 +81,13 @@ class EgoEmbedding(nn.Module):
         if waypoints.shape[2] > k:
             raise ValueError(f"VideoCondition.ego_waypoints has {waypoints.shape[2]} waypoints, "
                              f"more than ConditionOptions.max_waypoints = {k}")
-        wp_known = torch.isfinite(waypoints).all(dim=-1).all(dim=-1)  # (B, T)
-        wp = torch.where(wp_known[..., None, None], waypoints / WAYPOINT_SCALE, torch.zeros_like(waypoints))
-        wp = nn.functional.pad(wp, (0, 0, 0, k - wp.shape[2])).flatten(2)
+        wp_known = torch.isfinite(waypoints).all(dim=-1)  # (B, T, K): per waypoint
+        wp = torch.where(wp_known[..., None], waypoints / WAYPOINT_SCALE, torch.zeros_like(waypoints))
+        pad = k - wp.shape[2]
+        wp = nn.functional.pad(wp, (0, 0, 0, pad)).flatten(2)
+        wp_flags = nn.functional.pad(wp_known, (0, pad))
         feats.append(wp)
-        flags.append(wp_known)
-        flag = torch.stack(flags, dim=-1)
+        flag = torch.cat([torch.stack(flags, dim=-1), wp_flags], dim=-1)
         x = torch.cat([*feats, flag.to(wp.dtype)], dim=-1).to(device=device, dtype=dtype)
         return self.head(x) * flag.any(dim=-1, keepdim=True).to(dtype)
 

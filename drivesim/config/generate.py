@@ -1,0 +1,63 @@
+"""Schemas of the generation config groups: sampler (conf/sampler/) and scenario (conf/scenario/)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class GuidanceScales:
+    """Classifier-free guidance scale per condition; 1 = given, not guided; 0 = left out."""
+
+    context: float = 1.0
+    boxes: float = 1.0
+    labels: float = 1.0
+    ego: float = 1.0
+    text: float = 1.0
+
+
+@dataclass
+class SamplerConfig:
+    name: str = "ddim"  # ddim | dpmpp_2m | euler (diffusers schedulers over the training schedule)
+    steps: int = 25
+    eta: float = 0.0  # DDIM only
+    timestep_spacing: str | None = "trailing"  # diffusers' timestep_spacing; null: the schedule's own
+    guidance: GuidanceScales = field(default_factory=GuidanceScales)
+    guidance_mode: str = "composed"  # composed (independent) | nested
+    # Noise level the context frames are said to carry; null: the training mean (context_noise_max / 2).
+    context_noise_level: float | None = None
+    # Largest batch of one model call (guidance branches travel as one batch); 0: no limit.
+    max_batch: int = 0
+
+
+@dataclass
+class ReplayConfig:
+    """`scenario=replay`: a dataset scene as the source of boxes, labels, ego motion and context frames."""
+
+    data: str = "synthetic"  # a conf/data/ option
+    data_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {root: /data/nuscenes}
+    scene: str | None = None  # scene name or token (nuScenes / synthetic) or video file (videos)
+    time: float = 0.0  # seconds into the scene where the generated video starts
+    context_frames: int = 2  # given frames before `time` (0: the image model makes the first frame)
+    remove: list[str] = field(default_factory=list)  # agent ids to remove
+    add: list[Any] = field(default_factory=list)  # agents, as in a scenario file
+    shift: dict[str, list[float]] = field(default_factory=dict)  # agent id -> [dx, dy] metres (ego frame)
+    speed_scale: dict[str, float] = field(default_factory=dict)  # agent id or "ego" -> factor
+    labels: dict[str, str] = field(default_factory=dict)  # time_of_day / weather / crowdedness overrides
+
+
+@dataclass
+class ScenarioConfig:
+    """A scenario: its fields inline (format in conf/scenario/README.md), a file (`path`), or a replay."""
+
+    name: str = "free_drive"
+    path: str | None = None  # a scenario YAML file; when set, the inline fields below are not used
+    seconds: float | None = None
+    labels: dict[str, Any] = field(default_factory=dict)
+    text: str | None = None
+    ego: Any = None
+    agents: list[Any] = field(default_factory=list)
+    camera: Any = None
+    start: Any = None
+    replay: ReplayConfig | None = None

@@ -1,0 +1,74 @@
+"""The denoising objective on top of a diffusers noise scheduler: noising, targets, loss weights.
+
+The schedule (betas, alphas_cumprod) and `add_noise` / `get_velocity` come from diffusers'
+`DDPMScheduler`, so a model trained here samples with any diffusers scheduler built `from_config`
+of the same schedule. Tensors may carry any leading shape: the objective works on the folded
+`(B*T, C, H, W)` view or on `(B, T, C, H, W)` with per-frame timesteps alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import torch
+from diffusers import DDPMScheduler
+from torch import Tensor
+
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+class DiffusionObjective:
+    """eps- or v-prediction with optional min-SNR-gamma weighting, over a DDPM noise schedule."""
+
+    def __init__(self, schedule: dict[str, Any], prediction_type: str = "epsilon",
+                 min_snr_gamma: float | None = None) -> None:
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"model.prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+        if min_snr_gamma is not None and min_snr_gamma <= 0:
+            raise ValueError(f"stage.min_snr_gamma must be > 0, got {min_snr_gamma}")
+        try:
+            self.scheduler: Any = cast(Any, DDPMScheduler(**{**schedule, "prediction_type": prediction_type}))
+        except (TypeError, ValueError, NotImplementedError) as exc:
+            raise ValueError(f"model.noise_schedule is not a valid DDPMScheduler config: {exc}") from exc
+        self.prediction_type = prediction_type
+        self.min_snr_gamma = min_snr_gamma
+        self.num_train_timesteps = int(self.scheduler.config.num_train_timesteps)
+        alphas = self.scheduler.alphas_cumprod.double()
+        self.snr = (alphas / (1 - alphas)).float()
+
+    def scheduler_config(self) -> dict[str, Any]:
+        """The schedule as a diffusers config dict (saved with exports; samplers build from it)."""
+        return dict(self.scheduler.config)
+
+    def add_noise(self, x0: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
+        """q(x_t | x_0); `timesteps` has x0's leading shape (e.g. (B, T)) and broadcasts over the rest."""
+        flat = timesteps.reshape(-1)
+        lead = timesteps.shape
+        out = self.scheduler.add_noise(x0.reshape(flat.numel(), *x0.shape[len(lead):]),
+                                       noise.reshape(flat.numel(), *noise.shape[len(lead):]), flat)
+        return out.reshape(x0.shape)
+
+    def target(self, x0: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
+        if self.prediction_type == "epsilon":
+            return noise
+        flat = timesteps.reshape(-1)
+        lead = timesteps.shape
+        v = self.scheduler.get_velocity(x0.reshape(flat.numel(), *x0.shape[len(lead):]),
+                                        noise.reshape(flat.numel(), *noise.shape[len(lead):]), flat)
+        return v.reshape(x0.shape)
+
+    def loss_weight(self, timesteps: Tensor) -> Tensor:
+        """Per-timestep weight of the MSE: 1, or min-SNR-gamma (eps: min(snr, g) / snr; v: / (snr + 1))."""
+        if self.min_snr_gamma is None:
+            return torch.ones(timesteps.shape, dtype=torch.float32, device=timesteps.device)
+        snr = self.snr.to(timesteps.device)[timesteps]
+        clipped = torch.clamp(snr, max=self.min_snr_gamma)
+        return clipped / (snr + 1) if self.prediction_type == "v_prediction" else clipped / snr
+
+    def predicted_x0(self, x_t: Tensor, model_output: Tensor, timesteps: Tensor) -> Tensor:
+        """x_0 implied by a model output (for validation pictures)."""
+        a = self.scheduler.alphas_cumprod.to(x_t.device)[timesteps].float()
+        a = a.reshape(*timesteps.shape, *([1] * (x_t.ndim - timesteps.ndim)))
+        if self.prediction_type == "epsilon":
+            return (x_t - (1 - a).sqrt() * model_output) / a.sqrt()
+        return a.sqrt() * x_t - (1 - a).sqrt() * model_output

@@ -1,0 +1,93 @@
+"""The `autoencoder` stage: a small diffusers `AutoencoderKL` trained from scratch on frames.
+
+The embedded default has no SD VAE, so drivesim trains its own: L1 + SSIM (kornia) + a small KL on
+frames (full frames by default: DESIGN.md section 6 found crops turned nights grey), with random
+crops as an option. The decoder is kept small so that decoding stays cheap at generation time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import kornia
+import torch
+from diffusers import AutoencoderKL
+from torch import Tensor, nn
+
+from drivesim.models.folding import fold_frames
+from drivesim.training.adapter import frames_to_unit
+from drivesim.training.base import StageModule
+from drivesim.training.data import TrainBatch
+from drivesim.training.randomness import per_sample
+
+
+def build_autoencoder(kwargs: dict[str, Any]) -> AutoencoderKL:
+    if not kwargs:
+        raise ValueError("model.autoencoder is empty: give the AutoencoderKL architecture to train")
+    try:
+        return AutoencoderKL(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"model.autoencoder: not an AutoencoderKL config ({exc})") from exc
+
+
+def random_crops(frames: Tensor, patch: tuple[int, int] | None, offsets: Tensor) -> Tensor:
+    """(N, 3, H, W) -> (N, 3, ph, pw) at per-frame offsets in [0, 1) (drawn from the sample generators)."""
+    if patch is None:
+        return frames
+    ph, pw = patch
+    h, w = frames.shape[-2:]
+    if ph > h or pw > w:
+        raise ValueError(f"stage.patch {patch} is larger than the frames ({h}, {w})")
+    out = []
+    for frame, (u, v) in zip(frames, offsets.tolist()):
+        y, x = int(u * (h - ph + 1)), int(v * (w - pw + 1))
+        out.append(frame[:, y : y + ph, x : x + pw])
+    return torch.stack(out)
+
+
+class AutoencoderModule(StageModule):
+    def __init__(self, autoencoder: AutoencoderKL, stage_cfg: Any, trainer_cfg: Any, seed: int) -> None:
+        super().__init__(trainer_cfg, seed)
+        self.autoencoder: Any = cast(Any, autoencoder)  # diffusers is untyped for mypy
+        self.stage_cfg = stage_cfg
+        self.patch = (int(stage_cfg.patch[0]), int(stage_cfg.patch[1])) if stage_cfg.patch else None
+        if bool(trainer_cfg.gradient_checkpointing):
+            self.autoencoder.enable_gradient_checkpointing()
+        self.setup_ema()
+
+    def trainable(self) -> list[nn.Parameter]:
+        return [p for p in self.autoencoder.parameters() if p.requires_grad]
+
+    def reconstruct(self, x: Tensor, noise: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Frames in [-1, 1] -> (reconstruction, KL per frame); `noise` samples the posterior."""
+        posterior = self.autoencoder.encode(x).latent_dist
+        z = posterior.mean if noise is None else posterior.mean + posterior.std * noise
+        return self.autoencoder.decode(z).sample, posterior.kl()
+
+    def _terms(self, batch: TrainBatch, generators: list[torch.Generator]) -> dict[str, Tensor]:
+        frames = batch.clips.frames
+        t = frames.shape[1]
+        offsets = per_sample(generators, "rand", (t, 2)).reshape(-1, 2)
+        x = random_crops(frames_to_unit(fold_frames(frames)), self.patch, offsets).to(self.device)
+        latent_shape = self.autoencoder.encode(x[:1]).latent_dist.mean.shape[1:]
+        noise = per_sample(generators, "randn", (t, *latent_shape)).reshape(-1, *latent_shape).to(self.device)
+        recon, kl = self.reconstruct(x, noise)
+        l1 = (recon - x).abs().mean()
+        ssim = kornia.losses.ssim_loss((recon.clamp(-1, 1) + 1) / 2, (x + 1) / 2, window_size=7)
+        kl_term = kl.mean() / x[0].numel()
+        total = l1 + float(self.stage_cfg.ssim_weight) * ssim + float(self.stage_cfg.kl_weight) * kl_term
+        return {"loss": total, "l1": l1, "ssim": ssim, "kl": kl_term}
+
+    def losses(self, batch: TrainBatch, generators: list[torch.Generator]) -> dict[str, Tensor]:
+        return self._terms(batch, generators)
+
+    def validation_step(self, batch: TrainBatch, batch_idx: int) -> None:
+        if len(batch) == 0:
+            return
+        with self.ema_weights(), torch.no_grad():
+            x = frames_to_unit(fold_frames(batch.clips.frames)).to(self.device)
+            recon, _ = self.reconstruct(x, None)
+            mse = ((recon.clamp(-1, 1) - x) ** 2).mean(dim=(1, 2, 3)) / 4  # in [0, 1] units
+            psnr = (10 * torch.log10(1.0 / mse.clamp_min(1e-10))).mean()
+        self.log("val/psnr", psnr, batch_size=len(batch), sync_dist=True)
+        self.log("val/l1", (recon - x).abs().mean(), batch_size=len(batch), sync_dist=True)

@@ -1,0 +1,142 @@
+"""What every stage's LightningModule shares: optimiser with warm-up, EMA, bad-number stops,
+empty-batch handling and the per-sample random generators.
+
+The modules own the objective only; loops, devices, strategies and checkpoints are Lightning's.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from diffusers.training_utils import EMAModel
+from torch import Tensor, nn
+
+from drivesim.training.data import TrainBatch
+from drivesim.training.randomness import sample_generators
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """A NaN/Inf loss: the run stops, the last good checkpoint stays, nothing is exported."""
+
+
+class EmptyDataError(RuntimeError):
+    """Every item the loaders offered was skipped: there is nothing to train on."""
+
+
+class StageModule(L.LightningModule):
+    """Base of the stage modules: subclasses give `trainable()` and `losses(batch, generators)`."""
+
+    def __init__(self, trainer_cfg: Any, seed: int) -> None:
+        super().__init__()
+        self.trainer_cfg = trainer_cfg
+        self.seed = int(seed)
+        self.ema: EMAModel | None = None
+        self.dataset_size = 0  # set by the runner: a run whose every item is skipped stops
+        self._good_items = 0
+        self._skipped_items = 0
+
+    # ------------------------------------------------------------------ to implement
+    def trainable(self) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    def losses(self, batch: TrainBatch, generators: list[torch.Generator]) -> dict[str, Tensor]:
+        """Named loss terms; "loss" is the total that is optimised."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ EMA
+    def setup_ema(self) -> None:
+        if self.trainer_cfg.ema and self.ema is None:
+            # decay = min(ema_decay, (1 + step) / (10 + step)): a short CPU run still exports trained weights.
+            self.ema = EMAModel(self.trainable(), decay=float(self.trainer_cfg.ema_decay), use_ema_warmup=False)
+
+    def on_fit_start(self) -> None:
+        if self.ema is not None:
+            self.ema.to(self.device)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # One EMA update per optimiser step (global_step counts those, accumulation included).
+        if self.ema is not None and self.global_step > self.ema.optimization_step:
+            self.ema.step(self.trainable())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.ema is not None:
+            checkpoint["ema"] = self.ema.state_dict()
+        checkpoint["drivesim_items"] = {"good": self._good_items, "skipped": self._skipped_items}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.ema is not None and "ema" in checkpoint:
+            self.ema.load_state_dict(checkpoint["ema"])
+        items = checkpoint.get("drivesim_items") or {}
+        self._good_items, self._skipped_items = int(items.get("good", 0)), int(items.get("skipped", 0))
+
+    def ema_weights(self) -> Any:
+        """Context manager: the trainable parameters hold their EMA values inside it."""
+        module = self
+
+        class _Swap:
+            def __enter__(self) -> None:
+                if module.ema is not None:
+                    module.ema.store(module.trainable())
+                    module.ema.copy_to(module.trainable())
+
+            def __exit__(self, *exc: Any) -> None:
+                if module.ema is not None:
+                    module.ema.restore(module.trainable())
+
+        return _Swap()
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> Any:
+        cfg = self.trainer_cfg
+        params = self.trainable()
+        if not params:
+            raise ValueError("this stage has no trainable parameters (check stage.train_groups)")
+        optimizer = torch.optim.AdamW(params, lr=float(cfg.lr), weight_decay=float(cfg.weight_decay))
+        warmup = max(0, int(cfg.warmup_steps))
+
+        def factor(step: int) -> float:
+            return min(1.0, (step + 1) / warmup) if warmup else 1.0
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------------ the step
+    def generators(self, batch: TrainBatch, stream: str = "") -> list[torch.Generator]:
+        return sample_generators(self.seed, batch.positions, stream)
+
+    def _count(self, batch: TrainBatch) -> None:
+        self._good_items += len(batch)
+        self._skipped_items += int(batch.clips.skipped)
+        if self._good_items == 0 and self.dataset_size and self._skipped_items >= self.dataset_size:
+            raise EmptyDataError(f"every one of the {self._skipped_items} items read so far was skipped "
+                                 "(on_error=skip): nothing to train on; check the data")
+
+    def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor | None:
+        self._count(batch)
+        if len(batch) == 0:
+            log.warning("step %d: every item of this batch was skipped", self.global_step)
+            if self.trainer.world_size > 1:
+                # Other ranks wait in the gradient all-reduce: join with an exactly-zero loss.
+                return sum((p * 0.0).sum() for p in self.trainable())  # type: ignore[return-value]
+            return None
+        terms = self.losses(batch, self.generators(batch))
+        for name, value in terms.items():
+            if not torch.isfinite(value).all():
+                raise NonFiniteLossError(f"non-finite loss at step {self.global_step}: term {name!r} = "
+                                         f"{float(value.detach().float().mean())}")
+        batch_size = len(batch)
+        for name, value in terms.items():
+            self.log(f"train/{name}", value.detach(), prog_bar=name == "loss", batch_size=batch_size,
+                     sync_dist=False)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=batch_size)
+        return terms["loss"]
+
+
+def finite_or_nan(value: float) -> float:
+    return value if math.isfinite(value) else float("nan")

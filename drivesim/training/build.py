@@ -1,0 +1,171 @@
+"""Build a stage's data (cached latents or frames, in the resumable global order) and its module."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from diffusers import AutoencoderKL
+from torch.utils.data import DataLoader, Dataset
+
+from drivesim.data.factory import build_dataset, get_option
+from drivesim.exports import folder_digest
+from drivesim.training.data import GlobalOrderSampler, PositionedDataset, collate_positioned
+from drivesim.training.latent_cache import CachedLatentClips, build_cache, cache_key, default_cache_dir
+from drivesim.training.resolve import Resolved
+
+log = logging.getLogger(__name__)
+
+
+class TrainData(L.LightningDataModule):
+    """Train / val sets in the global order; the sampler starts where the restored step left off."""
+
+    def __init__(self, resolved: Resolved, train_set: Dataset, val_set: Dataset | None,
+                 identity: dict[str, Any]) -> None:
+        super().__init__()
+        self.cfg = resolved.cfg
+        self.train_set, self.val_set = train_set, val_set
+        self._identity = identity
+        self.batch_size = int(self.cfg.data.batch_size)
+        self.workers = int(get_option(self.cfg.data, "num_workers", 0))
+
+    def identity(self) -> dict[str, Any]:
+        return dict(self._identity)
+
+    def export_info(self) -> dict[str, Any]:
+        """fps, frames, size and camera of the data, recorded in the export's marker."""
+        camera: dict[str, Any] = {}
+        if len(self.train_set):  # type: ignore[arg-type]
+            item = self.train_set[0]
+            clip = item[0] if isinstance(item, tuple) else item
+            if clip is not None:
+                for name in ("intrinsics", "extrinsics"):
+                    value = getattr(clip.camera, name)
+                    camera[name] = None if value is None else np.asarray(value, float).tolist()
+        return {"fps": float(self.cfg.data.fps), "frames": int(self.cfg.data.frames),
+                "size": [int(s) for s in self.cfg.data.size], "camera": camera, "dataset": str(self.cfg.data.name)}
+
+    def _loader(self, dataset: Dataset, sampler: GlobalOrderSampler) -> DataLoader:
+        return DataLoader(PositionedDataset(dataset), batch_size=self.batch_size, sampler=sampler,  # type: ignore[arg-type]
+                          num_workers=self.workers, collate_fn=collate_positioned, persistent_workers=False)
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        assert trainer is not None
+        accum = int(self.cfg.trainer.accumulate_grad_batches)
+        # global_step is restored before the loaders are built: the resumed run reads on from there.
+        sampler = GlobalOrderSampler(len(self.train_set), int(self.cfg.seed), self.batch_size,  # type: ignore[arg-type]
+                                     world_size=trainer.world_size, rank=trainer.global_rank,
+                                     start_batch=trainer.global_step * accum,
+                                     end_batch=int(self.cfg.trainer.max_steps) * accum)
+        return self._loader(self.train_set, sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        dataset = self.val_set if self.val_set is not None and len(self.val_set) else self.train_set  # type: ignore[arg-type]
+        trainer = self.trainer
+        assert trainer is not None
+        batches = max(1, int(self.cfg.trainer.val_batches))
+        sampler = GlobalOrderSampler(len(dataset), int(self.cfg.seed) + 1, self.batch_size,  # type: ignore[arg-type]
+                                     world_size=trainer.world_size, rank=trainer.global_rank, end_batch=batches)
+        return self._loader(dataset, sampler)
+
+
+def _split_sets(resolved: Resolved) -> tuple[Dataset, Dataset | None]:
+    data = resolved.cfg.data
+    train = build_dataset(data, split=get_option(data, "train_split", "train"))
+    try:
+        val = build_dataset(data, split=get_option(data, "val_split", "val"))
+    except ValueError as exc:  # e.g. a split with no scenes: validation then reads the training set
+        log.warning("no validation split (%s)", exc)
+        val = None
+    return train, val
+
+
+def load_autoencoder(folder: Path) -> Any:
+    from drivesim.models.vae import VideoVAE
+
+    return VideoVAE(AutoencoderKL.from_pretrained(folder, local_files_only=True).eval())
+
+
+def build_train_data(resolved: Resolved, out: Path) -> TrainData:
+    cfg = resolved.cfg
+    train, val = _split_sets(resolved)
+    identity: dict[str, Any] = {"dataset": str(cfg.data.name), "root": str(Path(str(cfg.data.root)).resolve()),
+                                "train_clips": len(train)}  # type: ignore[arg-type]
+    if resolved.stage != "autoencoder" and bool(cfg.stage.cache_latents):
+        assert resolved.autoencoder_path is not None
+        vae = load_autoencoder(resolved.autoencoder_path)
+        digest = folder_digest(resolved.autoencoder_path)
+        from drivesim.training.adapter import frames_to_unit
+
+        def encode(frames: torch.Tensor) -> torch.Tensor:
+            return vae.encode_video(frames_to_unit(frames))
+
+        root = default_cache_dir(cfg.get("cache_dir")) / "latents"
+        sets: list[Dataset | None] = []
+        for split, dataset in (("train", train), ("val", val)):
+            if dataset is None:
+                sets.append(None)
+                continue
+            key = cache_key(cfg.data, split, digest)
+            folder = build_cache(dataset, encode, root / key)
+            sets.append(CachedLatentClips(folder))
+            identity[f"latent_cache_{split}"] = key
+        train_set, val_set = sets
+        assert train_set is not None
+        return TrainData(resolved, train_set, val_set, identity)
+    return TrainData(resolved, train, val, identity)
+
+
+def build_module(resolved: Resolved, data: TrainData) -> L.LightningModule:
+    cfg = resolved.cfg
+    if resolved.stage == "autoencoder":
+        from omegaconf import OmegaConf
+
+        from drivesim.training.autoencoder_module import AutoencoderModule, build_autoencoder
+
+        kwargs = OmegaConf.to_container(cfg.model.autoencoder, resolve=True)
+        module: Any = AutoencoderModule(build_autoencoder(kwargs), cfg.stage, cfg.trainer,  # type: ignore[arg-type]
+                                        int(cfg.seed))
+    else:
+        module = _diffusion_module(resolved)
+    module.dataset_size = len(data.train_set)  # type: ignore[arg-type]
+    return module  # type: ignore[no-any-return]
+
+
+def _diffusion_module(resolved: Resolved) -> Any:
+    from omegaconf import OmegaConf, open_dict
+
+    from drivesim.config.conditioning import DropoutProbabilities
+    from drivesim.diffusion.objectives import DiffusionObjective
+    from drivesim.models.build import build_video_unet
+    from drivesim.training.diffusion_module import DiffusionModule
+    from drivesim.training.model_io import build_text_encoder, load_parent_groups
+
+    cfg = resolved.cfg
+    model_cfg: Any = OmegaConf.create(OmegaConf.to_container(cfg.model, resolve=True))
+    with open_dict(model_cfg):
+        model_cfg.pretrained = resolved.sd_weights
+        if resolved.stage == "interpolation" and model_cfg.conditioning is not None:
+            model_cfg.conditioning.stage = True  # the stage id tells the interpolation passes apart
+    unet = build_video_unet(model_cfg)
+    if resolved.image_parent is not None:
+        load_parent_groups(unet, resolved.image_parent, ("spatial", "condition", "temporal"))
+    text = None
+    if cfg.model.text_encoder:
+        text = build_text_encoder(str(cfg.model.text_encoder), unet.cross_attention_dim)
+        if resolved.image_parent is not None and resolved.image_parent.text_encoder() is not None:
+            text.projection.load_state_dict(resolved.image_parent.text_encoder().projection.state_dict())
+    dropout = None
+    if model_cfg.conditioning is not None:
+        dropout = DropoutProbabilities(**OmegaConf.to_container(model_cfg.conditioning.dropout))  # type: ignore[arg-type]
+    vae = load_autoencoder(resolved.autoencoder_path) if resolved.autoencoder_path is not None else None
+    objective = DiffusionObjective(dict(model_cfg.noise_schedule), str(model_cfg.prediction_type),
+                                   cfg.stage.min_snr_gamma)
+    return DiffusionModule(unet, objective, cfg.stage, cfg.trainer, int(cfg.seed),
+                           frame_size=(int(cfg.data.size[0]), int(cfg.data.size[1])), vae=vae,
+                           text_encoder=text, dropout=dropout)

@@ -1,0 +1,86 @@
+"""Sample clips with the EMA weights at each validation and write them as mp4 to the logs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import av
+import lightning as L
+import numpy as np
+import torch
+from diffusers import DDIMScheduler
+
+from drivesim.training.adapter import unit_to_frames
+
+log = logging.getLogger(__name__)
+
+
+def write_mp4(frames: torch.Tensor, path: Path, fps: float) -> None:
+    """uint8 (T, 3, H, W) -> H.264 mp4 via PyAV (even sizes: padded by one pixel when odd)."""
+    from fractions import Fraction
+
+    from drivesim.atomic import atomic_path
+
+    array = frames.permute(0, 2, 3, 1).numpy()
+    h, w = array.shape[1:3]
+    array = np.pad(array, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+            stream.height, stream.width = array.shape[1:3]
+            stream.pix_fmt = "yuv420p"
+            for image in array:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+
+
+@torch.no_grad()
+def sample_clip(module: Any, latents: torch.Tensor, cond: Any, steps: int, seed: int) -> torch.Tensor:
+    """A plain diffusers DDIM loop from pure noise, given frames kept from `cond`'s context."""
+    scheduler = DDIMScheduler.from_config(module.objective.scheduler_config())
+    scheduler.set_timesteps(steps)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
+    for t in scheduler.timesteps:
+        out = module.unet(x, t.expand(latents.shape[0]).to(latents.device), cond)
+        x = scheduler.step(out, t, x).prev_sample
+    if cond.context_mask is not None:
+        keep = cond.context_mask.bool()[..., None, None, None]
+        x = torch.where(keep, latents, x)
+    return x
+
+
+class SampleVideos(L.Callback):
+    """At each validation end (rank 0): sample `trainer.sample_clips` clips and write them as mp4."""
+
+    def __init__(self, folder: Path, fps: float) -> None:
+        self.folder, self.fps = Path(folder), fps
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        if not trainer.is_global_zero or trainer.sanity_checking or not hasattr(pl_module, "example_condition"):
+            return
+        if pl_module.vae is None or int(pl_module.trainer_cfg.sample_clips) < 1:
+            return
+        loader = trainer.datamodule.val_dataloader()  # type: ignore[attr-defined]
+        batch = next(iter(loader))
+        if len(batch) == 0:
+            return
+        n = int(pl_module.trainer_cfg.sample_clips)
+        latents, cond = pl_module.example_condition(batch)
+        latents = latents[:n]
+        from dataclasses import fields, replace
+
+        cut = {f.name: getattr(cond, f.name)[:n] for f in fields(cond)
+               if isinstance(getattr(cond, f.name), torch.Tensor) and getattr(cond, f.name).ndim > 0}
+        cond = replace(cond, **cut)
+        with pl_module.ema_weights():
+            z = sample_clip(pl_module, latents, cond, int(pl_module.trainer_cfg.sample_steps), pl_module.seed)
+        frames = unit_to_frames(pl_module.vae.decode_video(z)).cpu()
+        for i, clip in enumerate(frames):
+            path = self.folder / f"step{trainer.global_step:07d}_clip{i}.mp4"
+            write_mp4(clip, path, self.fps)
+        log.info("validation samples written to %s", self.folder)

@@ -1,0 +1,165 @@
+"""Check and resolve a `drivesim train` config before anything is written.
+
+Order (each failure is one line, exit 2, nothing written): missing paths, then the parents' markers,
+stages and architectures, then data/model consistency (frames, size and the autoencoder's
+downscale, latent channels, prediction type against the parent).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from drivesim.exports import MARKER, Export, ExportError, read_export
+
+log = logging.getLogger(__name__)
+STAGE_ALIASES = {"prediction": "temporal"}
+TRAINABLE_STAGES = ("autoencoder", "image", "temporal", "interpolation")
+
+
+class TrainConfigError(ValueError):
+    """A train config that cannot run: one line naming the key or path."""
+
+
+@dataclass
+class Resolved:
+    """The stage's inputs, checked: the resolved config and its parents."""
+
+    cfg: DictConfig
+    stage: str
+    autoencoder_path: Path | None  # the diffusers AutoencoderKL folder latents come from
+    autoencoder_parent: Path | None  # what the export records as its autoencoder parent
+    image_parent: Export | None  # the `image` export a temporal / interpolation stage starts from
+    sd_weights: str | None  # local SD UNet weights to inflate (no image export)
+
+
+def stage_name(cfg: DictConfig) -> str:
+    name = str(cfg.stage.name)
+    name = STAGE_ALIASES.get(name, name)
+    if name not in TRAINABLE_STAGES:
+        raise TrainConfigError(f"stage={name}: training for this stage is not available yet "
+                               f"(choose from {', '.join(TRAINABLE_STAGES)})")
+    return name
+
+
+def _check_exists(key: str, value: str | None) -> None:
+    if value and not Path(value).exists():
+        raise TrainConfigError(f"{key}={value}: no such file or folder")
+
+
+def _autoencoder_folder(key: str, path: Path) -> tuple[Path, Path]:
+    """(AutoencoderKL folder, parent to record) of an autoencoder export or an SD VAE / pipeline folder."""
+    if (path / MARKER).is_file():
+        try:
+            exp = read_export(path, stage="autoencoder")
+        except ExportError as exc:
+            raise TrainConfigError(f"{key}: {exc}") from exc
+        return exp.autoencoder_path(), exp.path
+    from drivesim.models.vae import resolve_vae_folder
+
+    try:
+        folder = resolve_vae_folder(path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise TrainConfigError(f"{key}={path}: not an autoencoder export or SD VAE folder ({exc})") from exc
+    return folder, path.resolve()
+
+
+def _autoencoder_config(folder: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads((folder / "config.json").read_text()))
+    except (OSError, ValueError) as exc:
+        raise TrainConfigError(f"{folder / 'config.json'}: unreadable autoencoder config ({exc})") from exc
+
+
+def resolve(cfg: DictConfig) -> Resolved:
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[assignment]
+    stage = stage_name(cfg)
+    model = cfg.model
+    # 1. missing paths
+    _check_exists("model.vae", model.vae)
+    _check_exists("model.pretrained", model.pretrained)
+    _check_exists("data.root", cfg.data.get("root"))
+    # 2. parents
+    ae_path = ae_parent = None
+    image_parent: Export | None = None
+    sd_weights: str | None = None
+    if stage != "autoencoder":
+        if model.pretrained and (Path(model.pretrained) / MARKER).is_file():
+            try:
+                image_parent = read_export(model.pretrained, stage="image")
+            except ExportError as exc:
+                raise TrainConfigError(f"model.pretrained: {exc}") from exc
+            if stage == "image":
+                raise TrainConfigError("model.pretrained: the image stage starts from SD weights or from scratch, "
+                                       "not from an export")
+        elif model.pretrained:
+            sd_weights = str(model.pretrained)
+        if model.vae:
+            ae_path, ae_parent = _autoencoder_folder("model.vae", Path(model.vae))
+        elif image_parent is not None:
+            ae_path = image_parent.autoencoder_path()
+            ae_parent = image_parent.parent_path("autoencoder")
+        else:
+            raise TrainConfigError(f"model.vae is not set: the {stage} stage needs an autoencoder export or SD VAE "
+                                   "folder (or model.pretrained=<image export>)")
+        if image_parent is not None:
+            if image_parent.model_name != model.name:
+                log.warning("model.pretrained was trained as model %s, this run is model %s",
+                            image_parent.model_name, model.name)
+            if image_parent.prediction_type != model.prediction_type:
+                raise TrainConfigError(f"model.prediction_type={model.prediction_type} but the image export "
+                                       f"{image_parent.path} predicts {image_parent.prediction_type}")
+    # 3. data / model consistency
+    with open_dict(cfg):
+        _fill_data(cfg, stage, ae_path)
+    return Resolved(cfg=cfg, stage=stage, autoencoder_path=ae_path, autoencoder_parent=ae_parent,
+                    image_parent=image_parent, sd_weights=sd_weights)
+
+
+def _fill_data(cfg: DictConfig, stage: str, ae_path: Path | None) -> None:
+    model, data = cfg.model, cfg.data
+    if model.prediction_type not in ("epsilon", "v_prediction"):
+        raise TrainConfigError(f"model.prediction_type={model.prediction_type}: choose epsilon or v_prediction")
+    if stage == "autoencoder":
+        ae = dict(model.autoencoder or {})
+        if not ae:
+            raise TrainConfigError(f"model.autoencoder is empty: model {model.name} defines no autoencoder to train")
+    else:
+        ae = _autoencoder_config(ae_path) if ae_path is not None else {}
+    downscale = 2 ** (len(ae.get("block_out_channels", [0])) - 1)
+    latent_channels = int(ae.get("latent_channels", model.latent_channels))
+    if latent_channels != int(model.latent_channels):
+        raise TrainConfigError(f"model.latent_channels={model.latent_channels} but the autoencoder makes "
+                               f"{latent_channels}-channel latents")
+    want_size = [int(s) * downscale for s in model.latent_size]
+    if data.size is None:
+        data.size = want_size
+    elif [int(s) for s in data.size] != want_size:
+        raise TrainConfigError(f"data.size={list(data.size)} but model.latent_size={list(model.latent_size)} x "
+                               f"the autoencoder's downscale {downscale} needs {want_size}")
+    factor = int(cfg.stage.interpolation_factor)
+    if stage == "interpolation":
+        want_frames = factor * max(1, int(model.num_frames) // factor) + 1
+    elif stage == "autoencoder":
+        want_frames = 1
+    else:
+        want_frames = int(model.num_frames)
+    if data.frames is None:
+        data.frames = want_frames
+    elif stage == "interpolation" and (int(data.frames) - 1) % factor != 0:
+        raise TrainConfigError(f"data.frames={data.frames}: the interpolation window is key frames plus "
+                               f"{factor - 1} between each pair, i.e. {factor}k + 1 frames (e.g. {want_frames})")
+    elif stage in ("temporal",) and int(data.frames) != int(model.num_frames):
+        raise TrainConfigError(f"data.frames={data.frames} but model.num_frames={model.num_frames}")
+    if float(data.fps) <= 0:
+        raise TrainConfigError(f"data.fps={data.fps} must be > 0")
+    if stage == "temporal":
+        choices = list(cfg.stage.context_frames)
+        if not choices or min(choices) < 0 or max(choices) >= int(data.frames):
+            raise TrainConfigError(f"stage.context_frames={choices} must lie in [0, data.frames - 1 = "
+                                   f"{int(data.frames) - 1}]")

@@ -1,0 +1,155 @@
+"""`drivesim train`: resolve the config, build data and module, fit with Lightning, export.
+
+Same command again: resumes from `out/checkpoints/last.ckpt` exactly (sampler position and every
+random draw follow the global step), or re-exports when the run is complete. An `out=` holding a run
+of another config exits 2 naming the differing keys, unless `resume=false`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from drivesim.atomic import atomic_write_text
+from drivesim.training.base import EmptyDataError, NonFiniteLossError
+from drivesim.training.build import build_module, build_train_data
+from drivesim.training.export_writer import write_export
+from drivesim.training.resolve import Resolved, TrainConfigError, resolve
+
+log = logging.getLogger(__name__)
+RUN_CONFIG = "run_config.yaml"
+# Keys that may change between a run and its resumption without making it another run.
+_MAY_CHANGE = ("resume", "trainer.max_steps", "trainer.threads", "trainer.checkpoint_every_n_steps",
+               "trainer.val_every_n_steps", "data.num_workers", "trainer.log_every_n_steps")
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def config_differences(old: DictConfig, new: DictConfig) -> list[str]:
+    a = _flatten(OmegaConf.to_container(old, resolve=True))
+    b = _flatten(OmegaConf.to_container(new, resolve=True))
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in _MAY_CHANGE)
+
+
+def _prepare_out(out: Path, cfg: DictConfig) -> None:
+    saved = out / RUN_CONFIG
+    if saved.is_file():
+        if not bool(cfg.resume):
+            log.info("resume=false: starting %s afresh", out)
+            for name in ("checkpoints", "export", "logs", RUN_CONFIG):
+                target = out / name
+                shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+        else:
+            diff = config_differences(OmegaConf.load(saved), cfg)  # type: ignore[arg-type]
+            if diff:
+                shown = ", ".join(diff[:8]) + (" ..." if len(diff) > 8 else "")
+                raise TrainConfigError(f"out={out} holds a run with a different config ({shown}); use another "
+                                       "out= or resume=false to start over")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(saved, OmegaConf.to_yaml(cfg))
+
+
+def _loggers(out: Path) -> list[Any]:
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    loggers: list[Any] = [CSVLogger(str(out / "logs"), name="csv", version="")]
+    try:
+        import tensorboard  # noqa: F401
+
+        loggers.append(TensorBoardLogger(str(out / "logs"), name="tensorboard", version=""))
+    except ImportError:
+        pass
+    return loggers
+
+
+def make_trainer(cfg: DictConfig, out: Path, callbacks: list[Any]) -> L.Trainer:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    t = cfg.trainer
+    checkpoint = ModelCheckpoint(dirpath=str(out / "checkpoints"), save_last=True, save_top_k=0,
+                                 every_n_train_steps=max(1, int(t.checkpoint_every_n_steps)), save_on_exception=False)
+    val_every = int(t.val_every_n_steps)
+    return L.Trainer(
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        precision=t.precision, max_steps=int(t.max_steps), max_epochs=-1,
+        log_every_n_steps=int(t.log_every_n_steps), gradient_clip_val=t.gradient_clip_val,
+        accumulate_grad_batches=int(t.accumulate_grad_batches), deterministic=bool(t.deterministic),
+        callbacks=[checkpoint, *callbacks], logger=_loggers(out), default_root_dir=str(out),
+        use_distributed_sampler=False, num_sanity_val_steps=0,
+        val_check_interval=val_every if val_every > 0 else None, check_val_every_n_epoch=None,
+        limit_val_batches=int(t.val_batches) if val_every > 0 else 0,
+        enable_model_summary=False, benchmark=False)
+
+
+def run_training(cfg: DictConfig) -> int:
+    """Train one stage; returns the exit code (0 done, 1 stopped by bad numbers or data)."""
+    started = time.perf_counter()
+    resolved: Resolved = resolve(cfg)
+    cfg = resolved.cfg
+    out = Path(str(cfg.out))
+    if cfg.trainer.threads:
+        torch.set_num_threads(int(cfg.trainer.threads))
+    _prepare_out(out, cfg)
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    data = build_train_data(resolved, out)
+    module = build_module(resolved, data)
+    from drivesim.training.callbacks import SampleVideos
+
+    trainer = make_trainer(cfg, out, [SampleVideos(out / "logs" / "samples", fps=float(cfg.data.fps))])
+    last = out / "checkpoints" / "last.ckpt"
+    ckpt = str(last) if last.is_file() else None
+    if ckpt:
+        log.info("resuming from %s", ckpt)
+    try:
+        if ckpt is None or _checkpoint_step(last) < int(cfg.trainer.max_steps):
+            trainer.fit(module, datamodule=data, ckpt_path=ckpt)
+        else:
+            log.info("run already complete (%d steps): re-exporting", int(cfg.trainer.max_steps))
+            _restore_weights(module, last)
+    except (NonFiniteLossError, EmptyDataError) as exc:
+        log.error("%s; the last good checkpoint stays at %s; nothing exported", exc, last)
+        return 1
+    if not trainer.is_global_zero:
+        return 0
+    steps = max(trainer.global_step, _checkpoint_step(last) if last.is_file() else 0)
+    if steps < int(cfg.trainer.max_steps):
+        log.error("training stopped at step %d of %d: not exported", steps, int(cfg.trainer.max_steps))
+        return 1
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    summary = {"stage": resolved.stage, "seed": int(cfg.seed), "steps": steps, "final_metrics": metrics,
+               "data": data.identity(), "wall_time_s": round(time.perf_counter() - started, 2),
+               "threads": torch.get_num_threads()}
+    parents: dict[str, Path] = {}
+    if resolved.autoencoder_parent is not None:
+        parents["autoencoder"] = resolved.autoencoder_parent
+    if resolved.image_parent is not None:
+        parents["image"] = resolved.image_parent.path
+    write_export(out / "export", stage=resolved.stage, cfg=cfg, module=module, data_info=data.export_info(),
+                 parents=parents, summary=summary)
+    log.info("train: done, export at %s", out / "export")
+    return 0
+
+
+def _checkpoint_step(path: Path) -> int:
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return int(state.get("global_step", 0))
+
+
+def _restore_weights(module: Any, path: Path) -> None:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    module.load_state_dict(state["state_dict"])
+    module.on_load_checkpoint(state)
