@@ -59,9 +59,10 @@ class StageModule(L.LightningModule):
         if self.ema is not None:
             self.ema.to(self.device)
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        # One EMA update per optimiser step (global_step counts those, accumulation included).
-        if self.ema is not None and self.global_step > self.ema.optimization_step:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        # The EMA follows each optimiser step at once, before any callback (the checkpoint) sees the step.
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:
             self.ema.step(self.trainable())
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -132,8 +133,9 @@ class StageModule(L.LightningModule):
                                          f"{float(value.detach().float().mean())}")
         batch_size = len(batch)
         for name, value in terms.items():
+            # The total is averaged over ranks (a DDP run logs the curve one process would).
             self.log(f"train/{name}", value.detach(), prog_bar=name == "loss", batch_size=batch_size,
-                     sync_dist=False)
+                     sync_dist=name == "loss" and self.trainer.world_size > 1)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=batch_size)
         return terms["loss"]
 

@@ -60,7 +60,7 @@ class TrainData(L.LightningDataModule):
         # global_step is restored before the loaders are built: the resumed run reads on from there.
         sampler = GlobalOrderSampler(len(self.train_set), int(self.cfg.seed), self.batch_size,  # type: ignore[arg-type]
                                      world_size=trainer.world_size, rank=trainer.global_rank,
-                                     start_batch=trainer.global_step * accum,
+                                     start_batch=lambda: trainer.global_step * accum,
                                      end_batch=int(self.cfg.trainer.max_steps) * accum)
         return self._loader(self.train_set, sampler)
 

@@ -10,7 +10,7 @@ run would have, mid-epoch included, and the positions seed every random draw.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +27,15 @@ class GlobalOrderSampler(Sampler[tuple[int, int]]):
     """Yields (position, item index) for one rank from `start_batch` to `end_batch` (global batches)."""
 
     def __init__(self, size: int, seed: int, batch_size: int, world_size: int = 1, rank: int = 0,
-                 start_batch: int = 0, end_batch: int = 0) -> None:
+                 start_batch: int | Callable[[], int] = 0, end_batch: int = 0) -> None:
         if size < 1:
             raise ValueError("the training set is empty: no clips to train on (check data.root, frames, fps)")
         self.size, self.seed, self.batch_size = size, seed, batch_size
         self.world_size, self.rank = world_size, rank
-        self.start_batch, self.end_batch = start_batch, max(end_batch, start_batch)
+        # The start is read when iteration begins (a callable: from the restored step), so an epoch
+        # that Lightning restarts after a resume reads on from the right place.
+        self._start = start_batch
+        self.end_batch = end_batch
         self._perm_pass = -1
         self._perm: list[int] = []
 
@@ -44,6 +47,10 @@ class GlobalOrderSampler(Sampler[tuple[int, int]]):
             self._perm_pass = epoch
         return self._perm[position % self.size]
 
+    @property
+    def start_batch(self) -> int:
+        return int(self._start()) if callable(self._start) else int(self._start)
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
         for g in range(self.start_batch, self.end_batch):
             base = g * self.batch_size * self.world_size + self.rank * self.batch_size
@@ -51,7 +58,7 @@ class GlobalOrderSampler(Sampler[tuple[int, int]]):
                 yield base + j, self._item(base + j)
 
     def __len__(self) -> int:
-        return (self.end_batch - self.start_batch) * self.batch_size
+        return max(0, self.end_batch - self.start_batch) * self.batch_size
 
 
 class PositionedDataset(Dataset):

@@ -15,9 +15,10 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
-from drivesim.atomic import atomic_write_text
+from drivesim.atomic import atomic_path, atomic_write_text
 from drivesim.training.base import EmptyDataError, NonFiniteLossError
 from drivesim.training.build import build_module, build_train_data
 from drivesim.training.export_writer import write_export
@@ -25,6 +26,8 @@ from drivesim.training.resolve import Resolved, TrainConfigError, resolve
 
 log = logging.getLogger(__name__)
 RUN_CONFIG = "run_config.yaml"
+# Callbacks an embedding application (or a test) adds to every run of this process.
+EXTRA_CALLBACKS: list[Any] = []
 # Keys that may change between a run and its resumption without making it another run.
 _MAY_CHANGE = ("resume", "trainer.max_steps", "trainer.threads", "trainer.checkpoint_every_n_steps",
                "trainer.val_every_n_steps", "data.num_workers", "trainer.log_every_n_steps")
@@ -76,6 +79,14 @@ def _loggers(out: Path) -> list[Any]:
     return loggers
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temp file and renamed: a kill mid-write keeps the last good one."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        with atomic_path(Path(path)) as tmp:
+            torch.save(checkpoint, tmp)
+
+
 def make_trainer(cfg: DictConfig, out: Path, callbacks: list[Any]) -> L.Trainer:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -88,7 +99,8 @@ def make_trainer(cfg: DictConfig, out: Path, callbacks: list[Any]) -> L.Trainer:
         precision=t.precision, max_steps=int(t.max_steps), max_epochs=-1,
         log_every_n_steps=int(t.log_every_n_steps), gradient_clip_val=t.gradient_clip_val,
         accumulate_grad_batches=int(t.accumulate_grad_batches), deterministic=bool(t.deterministic),
-        callbacks=[checkpoint, *callbacks], logger=_loggers(out), default_root_dir=str(out),
+        callbacks=[checkpoint, *callbacks, *EXTRA_CALLBACKS], logger=_loggers(out), default_root_dir=str(out),
+        plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False, num_sanity_val_steps=0,
         val_check_interval=val_every if val_every > 0 else None, check_val_every_n_epoch=None,
         limit_val_batches=int(t.val_batches) if val_every > 0 else 0,

@@ -1,0 +1,127 @@
+"""`drivesim train` end to end on micro: the chain autoencoder -> image -> temporal -> interpolation,
+exports and their checks, errors, resume and re-export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from drivesim.cli import main
+from drivesim.exports import ExportError, find_cascade, read_export
+from drivesim.models.condition import VideoCondition
+from train_fixtures import render_world, train_args
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("chain")
+    world = render_world(base / "world")
+    cache = base / "cache"
+    paths = {"world": world, "cache": cache}
+    assert main(train_args("autoencoder", world, base / "ae", cache, 4)) == 0
+    assert main(train_args("image", world, base / "img", cache, 4, f"model.vae={base / 'ae' / 'export'}",
+                           "trainer.val_every_n_steps=2")) == 0
+    assert main(train_args("prediction", world, base / "tmp", cache, 4,
+                           f"model.pretrained={base / 'img' / 'export'}")) == 0
+    assert main(train_args("interpolation", world, base / "itp", cache, 4, "data.fps=12",
+                           f"model.pretrained={base / 'img' / 'export'}")) == 0
+    for name in ("ae", "img", "tmp", "itp"):
+        paths[name] = base / name
+    return paths
+
+
+def test_each_stage_writes_checkpoint_export_and_logs(chain: dict[str, Path]) -> None:
+    for name, stage in (("ae", "autoencoder"), ("img", "image"), ("tmp", "temporal"), ("itp", "interpolation")):
+        run = chain[name]
+        assert (run / "checkpoints" / "last.ckpt").is_file()
+        assert "train/loss" in (run / "logs" / "csv" / "metrics.csv").read_text()
+        exp = read_export(run / "export")
+        assert exp.stage == stage and exp.model_name == "micro"
+        summary = json.loads((run / "export" / "summary.json").read_text())
+        assert summary["steps"] == 4 and summary["seed"] == 0 and "torch" in summary["packages"]
+        assert "git_commit" in summary and summary["data"]["dataset"] == "synthetic"
+    assert list((chain["img"] / "logs" / "samples").glob("*.mp4")), "validation clips are written as mp4"
+
+
+def test_export_links_parents_and_rebuilds_the_model(chain: dict[str, Path]) -> None:
+    tmp = read_export(chain["tmp"] / "export")
+    assert tmp.parent("image").stage == "image"  # type: ignore[union-attr]
+    assert tmp.parent("autoencoder").stage == "autoencoder"  # type: ignore[union-attr]
+    assert tmp.fps == 3.0 and tmp.frames == 4 and tmp.size == [64, 128]
+    assert len(tmp.camera["intrinsics"]) == 3
+    unet = tmp.build_unet()
+    vae = tmp.load_vae()
+    z = torch.randn(1, 4, 4, 8, 16)
+    assert unet(z, torch.tensor([10]), VideoCondition()).shape == z.shape
+    assert vae.decode_video(z).shape == (1, 4, 3, 64, 128)
+    # The temporal stage trained temporal layers only: spatial weights equal the image export's.
+    spatial_tmp = load_file(str(chain["tmp"] / "export" / "spatial.safetensors"))
+    spatial_img = load_file(str(chain["img"] / "export" / "spatial.safetensors"))
+    assert all(torch.equal(spatial_tmp[k], spatial_img[k]) for k in spatial_img)
+    temporal_tmp = load_file(str(chain["tmp"] / "export" / "temporal.safetensors"))
+    temporal_img = load_file(str(chain["img"] / "export" / "temporal.safetensors"))
+    assert any(not torch.equal(temporal_tmp[k], temporal_img[k]) for k in temporal_img)
+    itp = read_export(chain["itp"] / "export")
+    assert itp.frames == 5 and itp.fps == 12.0
+    assert any("stage" in k for k in load_file(str(chain["itp"] / "export" / "condition.safetensors")))
+
+
+def test_cascade_folder_and_parent_digest(chain: dict[str, Path], tmp_path: Path) -> None:
+    cascade = tmp_path / "cascade"
+    cascade.mkdir()
+    for name in ("ae", "img", "tmp", "itp"):
+        (cascade / name).symlink_to(chain[name] / "export")
+    found = find_cascade(cascade)
+    assert set(found) == {"autoencoder", "image", "temporal", "interpolation"}
+    with pytest.raises(ExportError, match="not a drivesim export"):
+        read_export(chain["tmp"])  # the run folder is not the export
+    with pytest.raises(ExportError, match="expected image"):
+        read_export(chain["tmp"] / "export", stage="image")
+
+
+def test_rerun_when_complete_reexports_and_different_config_is_refused(chain: dict[str, Path],
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    world, cache = chain["world"], chain["cache"]
+    before = load_file(str(chain["tmp"] / "export" / "temporal.safetensors"))
+    args = train_args("prediction", world, chain["tmp"], cache, 4, f"model.pretrained={chain['img'] / 'export'}")
+    assert main(args) == 0
+    after = load_file(str(chain["tmp"] / "export" / "temporal.safetensors"))
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    capsys.readouterr()
+    assert main([*args, "trainer.lr=0.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "trainer.lr" in err and "resume=false" in err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["model.vae=/no/such/folder"], "model.vae=/no/such/folder: no such file"),
+    (["model.pretrained={tmp}/export"], "is a 'temporal' export; expected image"),
+    (["model.pretrained={img}/export", "data.size=[32,64]"], "data.size=[32, 64]"),
+    (["model.pretrained={img}/export", "data.frames=3"], "data.frames=3 but model.num_frames=4"),
+    (["model.pretrained={img}/export", "model.prediction_type=v_prediction"], "predicts epsilon"),
+    (["model.vae={img}/export"], "expected autoencoder"),
+])
+def test_errors_are_one_line_and_write_nothing(chain: dict[str, Path], tmp_path: Path, extra: list[str],
+                                               message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    extra = [e.format(tmp=chain["tmp"], img=chain["img"]) for e in extra]
+    assert main(train_args("temporal", chain["world"], out, chain["cache"], 2, *extra)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not out.exists()
+
+
+def test_non_finite_loss_stops_with_one_line_and_no_export(chain: dict[str, Path], tmp_path: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "nan"
+    args = train_args("temporal", chain["world"], out, chain["cache"], 6, f"model.pretrained={chain['img']}/export",
+                      "trainer.lr=1e30", "trainer.gradient_clip_val=null", "trainer.checkpoint_every_n_steps=1")
+    assert main(args) == 1
+    assert not (out / "export").exists()
+    assert any("non-finite loss at step" in r.message and "'loss'" in r.message for r in caplog.records)
+    state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
