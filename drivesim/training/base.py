@@ -111,6 +111,11 @@ class StageModule(L.LightningModule):
     def generators(self, batch: TrainBatch, stream: str = "") -> list[torch.Generator]:
         return sample_generators(self.seed, batch.positions, stream)
 
+    @property
+    def items_trained(self) -> int:
+        """Items that reached the objective (skipped ones excluded), over the run and its resumptions."""
+        return self._good_items
+
     def _count(self, batch: TrainBatch) -> None:
         self._good_items += len(batch)
         self._skipped_items += int(batch.clips.skipped)

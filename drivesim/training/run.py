@@ -137,6 +137,9 @@ def run_training(cfg: DictConfig) -> int:
         return 1
     if not trainer.is_global_zero:
         return 0
+    if ckpt is None and module.items_trained == 0:
+        log.error("every item read in this run was skipped (on_error=skip): nothing was trained; not exported")
+        return 1
     steps = max(trainer.global_step, _checkpoint_step(last) if last.is_file() else 0)
     if steps < int(cfg.trainer.max_steps):
         log.error("training stopped at step %d of %d: not exported", steps, int(cfg.trainer.max_steps))

@@ -1,0 +1,203 @@
+"""Units of training: the clip -> model adapter on real batches, the objective against diffusers,
+per-sample draws, the latent cache, and that every stage's loss falls when it overfits."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDPMScheduler
+from train_fixtures import render_world, train_args
+
+from drivesim.cli import main
+from drivesim.config import compose_command
+from drivesim.data import ClipDataModule
+from drivesim.data.collate import ClipBatch, collate_clips
+from drivesim.diffusion.objectives import DiffusionObjective
+from drivesim.models import build_video_unet
+from drivesim.training.adapter import batch_to_model_input, labels_to_condition, waypoints_with_nan
+from drivesim.training.data import GlobalOrderSampler
+from drivesim.training.randomness import sample_generators
+
+SCHEDULE = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render_world(tmp_path_factory.mktemp("units") / "world", scenes=2, seconds=6.0)
+
+
+def _batch(world: Path) -> ClipBatch:
+    cfg = compose_command("train", ["data=synthetic", f"data.root={world}", "data.frames=4", "data.size=[64,128]",
+                                    "data.num_workers=0", "data.batch_size=2"]).data
+    dm = ClipDataModule(cfg)
+    dm.setup("fit")
+    return next(iter(dm.train_dataloader()))
+
+
+def test_adapter_feeds_real_batches_into_the_video_unet(world: Path) -> None:
+    batch = _batch(world)
+    inp = batch_to_model_input(batch)
+    assert inp.frames is not None and inp.frames.min() >= -1 and inp.frames.max() <= 1
+    assert torch.allclose((inp.frames + 1) * 127.5, batch.frames.float(), atol=1e-4)
+    cond = inp.condition
+    mask = batch.box_mask
+    assert mask.any(), "the synthetic world has boxes"
+    b = cond.boxes[mask]  # type: ignore[index]
+    assert (b >= 0).all() and (b <= 1).all()
+    h, w = batch.frames.shape[-2:]
+    expected = (batch.boxes_2d[mask] / torch.tensor([w, h, w, h])).clamp(0, 1)
+    assert torch.allclose(b, expected)
+    assert torch.equal(cond.labels, batch.labels - 1) and int(cond.labels.min()) >= -1  # type: ignore[arg-type]
+    assert cond.boxes_3d is not None and cond.boxes_3d.shape[-2:] == (8, 3)
+    assert all(p for p in inp.prompts), "scene descriptions become prompts"
+    unet = build_video_unet(compose_command("train", []).model)
+    z = torch.randn(len(batch), 4, 4, 8, 16)
+    assert unet(z, torch.tensor([5, 500]), cond).shape == z.shape
+
+
+def test_labels_and_waypoints_conventions() -> None:
+    assert labels_to_condition(torch.tensor([[0, 1, 3]])).tolist() == [[-1, 0, 2]]
+    wp = torch.ones(1, 2, 3, 2)
+    mask = torch.tensor([[[True, True, False], [True, False, False]]])
+    out = waypoints_with_nan(wp, mask)
+    assert torch.isnan(out[0, 0, 2]).all() and torch.isfinite(out[0, 0, :2]).all()  # per waypoint, not per frame
+    assert torch.isnan(out[0, 1, 1:]).all() and torch.isfinite(out[0, 1, 0]).all()
+
+
+def test_ego_encoder_treats_nan_per_waypoint() -> None:
+    unet = build_video_unet(compose_command("train", []).model)
+    encoders = unet.condition_encoders
+    with torch.no_grad():
+        for p in encoders.parameters():  # type: ignore[union-attr]
+            p.add_(torch.randn_like(p) * 0.1)
+    ego = encoders.frame.ego  # type: ignore[union-attr]
+    speed = torch.zeros(1, 2)
+    wp = torch.randn(1, 2, 3, 2)
+    partly = wp.clone()
+    partly[:, :, 2] = float("nan")
+    a = ego(speed, speed, partly, 1, 2)
+    b = ego(speed, speed, wp, 1, 2)
+    assert torch.isfinite(a).all() and not torch.allclose(a, b)  # known waypoints still count
+    far = partly.clone()
+    far[:, :, 2] = 123.0  # the unknown value itself is ignored
+    assert torch.allclose(a, ego(speed, speed, torch.where(torch.isnan(partly), torch.nan, far), 1, 2))
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_objective_matches_diffusers(prediction: str) -> None:
+    objective = DiffusionObjective(SCHEDULE, prediction)
+    ref = DDPMScheduler(**SCHEDULE, prediction_type=prediction)
+    x0, noise = torch.randn(2, 3, 4, 8, 8), torch.randn(2, 3, 4, 8, 8)
+    t = torch.tensor([[10, 500, 999], [0, 1, 2]])
+    noisy = objective.add_noise(x0, noise, t)
+    for i in range(2):
+        for j in range(3):
+            assert torch.allclose(noisy[i, j], ref.add_noise(x0[i, j:j + 1], noise[i, j:j + 1], t[i, j:j + 1])[0])
+    target = objective.target(x0, noise, t)
+    want = noise if prediction == "epsilon" else ref.get_velocity(x0.flatten(0, 1), noise.flatten(0, 1), t.flatten())
+    assert torch.allclose(target.flatten(0, 1), want.reshape(6, 4, 8, 8), atol=1e-6)
+    x0_hat = objective.predicted_x0(noisy, target, t)
+    assert torch.allclose(x0_hat, x0, atol=1e-3)
+
+
+def test_min_snr_weights() -> None:
+    eps = DiffusionObjective(SCHEDULE, "epsilon", min_snr_gamma=5.0)
+    t = torch.tensor([0, 500, 999])
+    snr = eps.snr[t]
+    assert torch.allclose(eps.loss_weight(t), torch.clamp(snr, max=5.0) / snr)
+    v = DiffusionObjective(SCHEDULE, "v_prediction", min_snr_gamma=5.0)
+    assert torch.allclose(v.loss_weight(t), torch.clamp(snr, max=5.0) / (snr + 1))
+    assert torch.equal(DiffusionObjective(SCHEDULE).loss_weight(t), torch.ones(3))
+    with pytest.raises(ValueError, match="prediction_type"):
+        DiffusionObjective(SCHEDULE, "sample")
+
+
+def test_draws_depend_only_on_seed_and_position() -> None:
+    a = [torch.rand(3, generator=g) for g in sample_generators(7, [10, 11])]
+    b = [torch.rand(3, generator=g) for g in sample_generators(7, [11])]
+    assert torch.equal(a[1], b[0]) and not torch.equal(a[0], a[1])
+
+
+def test_global_order_shards_and_resumes() -> None:
+    whole = list(GlobalOrderSampler(10, 3, batch_size=4, end_batch=5))
+    ranks = [list(GlobalOrderSampler(10, 3, batch_size=2, world_size=2, rank=r, end_batch=5)) for r in (0, 1)]
+    merged = [item for g in range(5) for r in (0, 1) for item in ranks[r][2 * g: 2 * g + 2]]
+    assert merged == whole
+    assert list(GlobalOrderSampler(10, 3, batch_size=4, start_batch=3, end_batch=5)) == whole[12:]
+    assert sorted(i for _, i in whole[:10]) == list(range(10))  # each pass is a permutation
+
+
+def test_latent_cache_is_reused_and_invalidated(world: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    assert main(train_args("autoencoder", world, tmp_path / "ae", cache, 2)) == 0
+    vae = f"model.vae={tmp_path / 'ae' / 'export'}"
+    assert main(train_args("image", world, tmp_path / "img", cache, 1, vae)) == 0
+    first = sorted(p.name for p in (cache / "latents").iterdir())
+    assert len(first) == 2  # train and val splits
+    assert main(train_args("image", world, tmp_path / "img2", cache, 1, vae)) == 0
+    assert sorted(p.name for p in (cache / "latents").iterdir()) == first  # reused
+    assert main(train_args("image", world, tmp_path / "img3", cache, 1, vae, "data.fps=6")) == 0
+    assert len(list((cache / "latents").iterdir())) == 4  # another clip definition, another cache
+
+
+@pytest.mark.parametrize("stage", ["autoencoder", "image", "temporal", "interpolation"])
+def test_loss_falls_when_overfitting_one_batch(world: Path, stage: str) -> None:
+    """Fixed draws on one batch, 40 AdamW steps: the stage's objective must fall clearly."""
+    from drivesim.training.build import build_module, build_train_data
+    from drivesim.training.data import collate_positioned
+    from drivesim.training.resolve import resolve
+
+    ae_dir = world.parent / "overfit_ae"
+    if stage != "autoencoder" and not (ae_dir / "export").exists():
+        assert main(train_args("autoencoder", world, ae_dir, world.parent / "cache", 2)) == 0
+    extra = [] if stage == "autoencoder" else [f"model.vae={ae_dir / 'export'}"]
+    if stage == "interpolation":
+        extra.append("data.fps=12")
+    cfg = compose_command("train", [a for a in train_args(stage, world, world.parent / f"o_{stage}",
+                                                          world.parent / "cache", 1, *extra)[1:]])
+    resolved = resolve(cfg)
+    data = build_train_data(resolved, world.parent / f"o_{stage}")
+    module = build_module(resolved, data)
+    item = data.train_set[0]
+    batch = collate_positioned([(0, item), (1, data.train_set[1])])
+    params = module.trainable()
+    optimizer = torch.optim.AdamW(params, lr=3e-3)
+    torch.manual_seed(0)
+
+    def loss() -> torch.Tensor:
+        return module.losses(batch, module.generators(batch))["loss"]
+
+    with torch.no_grad():
+        start = float(loss())
+    for _ in range(40):
+        optimizer.zero_grad()
+        value = loss()
+        value.backward()
+        optimizer.step()
+    with torch.no_grad():
+        end = float(loss())
+    assert math.isfinite(end) and end < 0.8 * start, (stage, start, end)
+
+
+def test_every_item_skipped_stops_the_run(world: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    broken = tmp_path / "broken"
+    import shutil
+
+    shutil.copytree(world, broken)
+    for image in (broken / "sweeps" / "CAM_FRONT").glob("*.jpg"):
+        image.write_bytes(b"not a jpeg")
+    for image in (broken / "samples" / "CAM_FRONT").glob("*.jpg"):
+        image.write_bytes(b"not a jpeg")
+    args = train_args("autoencoder", broken, tmp_path / "run", tmp_path / "cache", 3, "data.on_error=skip")
+    assert main(args) == 1
+    assert any("every item" in r.message and "skipped" in r.message for r in caplog.records)
+    assert not (tmp_path / "run" / "export").exists()
+
+
+def test_collate_keeps_none_counts() -> None:
+    batch = collate_clips([None, None])
+    assert len(batch) == 0 and batch.skipped == 2 and np.isscalar(batch.skipped)
