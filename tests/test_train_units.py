@@ -201,3 +201,16 @@ def test_every_item_skipped_stops_the_run(world: Path, tmp_path: Path, caplog: p
 def test_collate_keeps_none_counts() -> None:
     batch = collate_clips([None, None])
     assert len(batch) == 0 and batch.skipped == 2 and np.isscalar(batch.skipped)
+
+
+def test_a_bug_in_the_loader_is_never_a_skipped_item(world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from drivesim.data.nuscenes import NuScenesClips
+
+    clips = NuScenesClips(world, "v1.0-synth", frames=2, fps=3.0, size=(64, 128), on_error="skip")
+
+    def broken(*args: object) -> None:
+        raise TypeError("a bug, not a bad file")
+
+    monkeypatch.setattr(clips, "_clip", broken)
+    with pytest.raises(TypeError, match="a bug"):
+        clips[0]

@@ -16,6 +16,8 @@ import torch
 from nuscenes.scripts.export_2d_annotations_as_json import post_process_coords
 from nuscenes.utils.geometry_utils import BoxVisibility, transform_matrix, view_points
 from pyquaternion import Quaternion
+from shapely.geometry import MultiPoint
+from shapely.geometry import box as shapely_box
 from torch.utils.data import Dataset
 
 from drivesim.data.clip import Camera, Clip, EgoMotion, Source
@@ -43,10 +45,13 @@ def project_box_2d(corners: np.ndarray, intrinsic: np.ndarray, width: int, heigh
     if in_front.shape[1] == 0:
         return None
     uv = view_points(in_front, intrinsic, normalize=True).T[:, :2].tolist()
-    try:
-        return post_process_coords(uv, imsize=(width, height))
-    except AttributeError:  # the hull touches the canvas in a line or a point only
+    # The devkit's helper assumes the hull meets the canvas in an area; a hull touching it in a
+    # line or a point (or a degenerate hull) has no 2D box.
+    hull = MultiPoint(uv).convex_hull
+    canvas = shapely_box(0, 0, width, height)
+    if not hull.intersects(canvas) or hull.intersection(canvas).geom_type != "Polygon":
         return None
+    return post_process_coords(uv, imsize=(width, height))
 
 
 class NuScenesClips(Dataset):
@@ -115,7 +120,7 @@ class NuScenesClips(Dataset):
         k, picks = self.items[i]
         try:
             return self._clip(self.streams[k], k, picks)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes one line naming the file
+        except (DataError, KeyError, OSError, cv2.error) as exc:  # read, decode and table errors only
             where = self.root / self.version / "sample_data.json"
             scene = self.streams[k].scene_name
             what = (f"a reference to {exc.args[0]!r} names no record (malformed table)" if isinstance(exc, KeyError)

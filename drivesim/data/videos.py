@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import av
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -101,7 +102,7 @@ class VideoFolderClips(Dataset):
         path = self.root / self.videos[vid].path
         try:
             return self._clip(vid, start)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes one line naming the file
+        except (DataError, av.FFmpegError, OSError) as exc:  # read and decode errors only; bugs propagate
             error = exc if isinstance(exc, DataError) else DataError(path, f"{exc.__class__.__name__}: {exc}")
             if self.on_error == "raise":
                 raise error from exc
