@@ -125,3 +125,15 @@ def test_non_finite_loss_stops_with_one_line_and_no_export(chain: dict[str, Path
     assert any("non-finite loss at step" in r.message and "'loss'" in r.message for r in caplog.records)
     state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
+
+
+def test_text_conditioned_image_stage_exports_its_projection(chain: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "text"
+    args = train_args("image", chain["world"], out, chain["cache"], 2, f"model.vae={chain['ae'] / 'export'}",
+                      "model.text_encoder=minilm")
+    assert main(args) == 0
+    exp = read_export(out / "export")
+    encoder = exp.text_encoder()
+    assert encoder is not None
+    text = encoder(["night, rain"])
+    assert text.shape[-1] == exp.build_unet().cross_attention_dim
