@@ -45,7 +45,8 @@ def prepare(base: Path, model: str) -> Path:
     return world
 
 
-def one(stage: str, model: str, base: Path, threads: int, steps: int, cached: bool, checkpointing: bool) -> dict:
+def one(stage: str, model: str, base: Path, threads: int, steps: int, cached: bool, checkpointing: bool,
+        bf16: bool = False) -> dict:
     import torch
 
     from drivesim.config import compose_command
@@ -75,13 +76,15 @@ def one(stage: str, model: str, base: Path, threads: int, steps: int, cached: bo
         start = time.perf_counter()
         batch = collate_positioned(items)
         optimizer.zero_grad()
-        module.losses(batch, module.generators(batch))["loss"].backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = module.losses(batch, module.generators(batch))["loss"]
+        loss.backward()
         optimizer.step()
         times.append(time.perf_counter() - start)
     step_s = sorted(times[1:])[len(times[1:]) // 2]  # median, the first (warm-up) step left out
     frames = batch_size * int(resolved.cfg.data.frames)
     return {"stage": stage, "model": model, "threads": threads, "cached_latents": cached,
-            "gradient_checkpointing": checkpointing, "batch": batch_size, "frames_per_sample": int(resolved.cfg.data.frames),
+            "gradient_checkpointing": checkpointing, "precision": "bf16-mixed" if bf16 else "32-true", "batch": batch_size, "frames_per_sample": int(resolved.cfg.data.frames),
             "step_s": round(step_s, 4), "samples_per_s": round(batch_size / step_s, 3),
             "frames_per_s": round(frames / step_s, 2),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
@@ -92,11 +95,12 @@ def main() -> None:
     parser.add_argument("--models", default="micro,tiny")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--one", nargs=6, metavar=("STAGE", "MODEL", "BASE", "THREADS", "CACHED", "CKPT"))
+    parser.add_argument("--one", nargs=7, metavar=("STAGE", "MODEL", "BASE", "THREADS", "CACHED", "CKPT", "BF16"))
     args = parser.parse_args()
     if args.one:
-        stage, model, base, threads, cached, ckpt = args.one
-        print(json.dumps(one(stage, model, Path(base), int(threads), args.steps, cached == "1", ckpt == "1")))
+        stage, model, base, threads, cached, ckpt, bf16 = args.one
+        print(json.dumps(one(stage, model, Path(base), int(threads), args.steps, cached == "1", ckpt == "1",
+                             bf16 == "1")))
         return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,17 +108,18 @@ def main() -> None:
         for model in args.models.split(","):
             prepare(base, model)
             for stage in STAGES:
-                variants = [(t, True, False) for t in map(int, args.threads.split(","))]
-                variants += [(1, False, False), (1, True, True)]
-                for threads, cached, ckpt in variants:
+                variants = [(t, True, False, False) for t in map(int, args.threads.split(","))]
+                variants += [(1, False, False, False), (1, True, True, False), (1, True, False, True)]
+                for threads, cached, ckpt, bf16 in variants:
                     if stage == "autoencoder" and not cached:
                         continue  # the autoencoder always reads frames
                     out = subprocess.run([sys.executable, __file__, "--steps", str(args.steps), "--one", stage, model,
-                                          str(base), str(threads), str(int(cached)), str(int(ckpt))],
+                                          str(base), str(threads), str(int(cached)), str(int(ckpt)), str(int(bf16))],
                                          capture_output=True, text=True, check=True)
                     row = json.loads(out.stdout.strip().splitlines()[-1])
                     rows.append(row)
-                    print(f"{model:6s} {stage:13s} threads={threads} cached={int(cached)} ckpt={int(ckpt)}: "
+                    print(f"{model:6s} {stage:13s} threads={threads} cached={int(cached)} ckpt={int(ckpt)} "
+                          f"bf16={int(bf16)}: "
                           f"{row['step_s']:.3f} s/step, {row['samples_per_s']:.2f} samples/s, "
                           f"{row['frames_per_s']:.1f} frames/s, peak RSS {row['peak_rss_mb']:.0f} MB")
     RESULTS.mkdir(exist_ok=True)
