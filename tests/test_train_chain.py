@@ -67,6 +67,8 @@ def test_export_links_parents_and_rebuilds_the_model(chain: dict[str, Path]) -> 
     assert any(not torch.equal(temporal_tmp[k], temporal_img[k]) for k in temporal_img)
     itp = read_export(chain["itp"] / "export")
     assert itp.frames == 5 and itp.fps == 12.0
+    itp_unet = itp.build_unet()  # the stage-id encoder the interpolation stage switched on is described
+    assert itp_unet.condition_encoders.frame.stage is not None  # type: ignore[union-attr]
     assert any("stage" in k for k in load_file(str(chain["itp"] / "export" / "condition.safetensors")))
 
 

@@ -44,11 +44,13 @@ def architecture_hashes(unet: VideoUNet) -> tuple[str, str]:
 
 def model_description(unet: VideoUNet, model_cfg: DictConfig) -> dict[str, Any]:
     config = {k: v for k, v in unet.image_config.items() if not k.startswith("_")}
-    conditioning = model_cfg.get("conditioning")
+    # The encoders the UNet actually carries (a stage may have switched one on, e.g. the stage id).
+    encoders: Any = unet.condition_encoders
+    conditioning = None if encoders is None else OmegaConf.to_container(OmegaConf.structured(encoders.options))
     return {
         "unet": json.loads(json.dumps(config, default=list)),
         "temporal": dict(unet.temporal_options),
-        "conditioning": None if conditioning is None else OmegaConf.to_container(conditioning, resolve=True),
+        "conditioning": conditioning,
         "latent_channels": int(model_cfg.latent_channels),
         "latent_size": list(model_cfg.latent_size),
         "num_frames": int(model_cfg.num_frames),

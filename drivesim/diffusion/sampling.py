@@ -1,0 +1,86 @@
+"""Samplers over `(B, T, C, H, W)` video latents: diffusers schedulers built from the training schedule.
+
+`make_scheduler(name, schedule)` builds DDIM, DPM-Solver++ 2M or Euler from the training
+`DDPMScheduler` config (so betas and prediction type match the model). `sample_video` runs the loop:
+the given (context) frames are re-imposed before every model call at the current noise level and
+set to their clean latents at the end, as the prediction and interpolation models were trained.
+Randomness comes only from the `generator` passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+from torch import Tensor
+
+from drivesim.models.condition import VideoCondition
+
+SAMPLERS: dict[str, tuple[Any, dict[str, Any]]] = {
+    "ddim": (DDIMScheduler, {}),
+    "dpmpp_2m": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "euler": (EulerDiscreteScheduler, {}),
+}
+Denoiser = Callable[[Tensor, Tensor, VideoCondition], Tensor]
+
+
+def make_scheduler(name: str, schedule: Mapping[str, Any], timestep_spacing: str | None = None,
+                   eta: float = 0.0) -> Any:
+    """A fresh diffusers scheduler `name` over the training noise `schedule` (a scheduler config dict)."""
+    if name not in SAMPLERS:
+        raise ValueError(f"sampler.name must be one of {', '.join(SAMPLERS)}, got {name!r}")
+    cls, extra = SAMPLERS[name]
+    overrides = dict(extra)
+    if timestep_spacing is not None:
+        overrides["timestep_spacing"] = timestep_spacing
+    scheduler = cls.from_config(dict(schedule), **overrides)
+    scheduler.eta_for_step = float(eta)
+    return scheduler
+
+
+@dataclass(frozen=True)
+class GivenFrames:
+    """Clean latents (B, T, C, H, W) of the frames that are given, not denoised, and their mask (B, T)."""
+
+    latents: Tensor
+    mask: Tensor
+
+    def impose(self, x: Tensor, values: Tensor) -> Tensor:
+        m = self.mask.to(torch.bool).reshape(*self.mask.shape, 1, 1, 1)
+        return torch.where(m, values.to(x.dtype), x)
+
+
+def sample_video(denoiser: Denoiser, scheduler: Any, noise: Tensor, cond: VideoCondition, steps: int,
+                 given: GivenFrames | None = None, generator: torch.Generator | None = None) -> Tensor:
+    """Denoise `noise` (B, T, C, H, W) in `steps` scheduler steps -> clean latents (B, T, C, H, W).
+
+    `given` frames are noised to each step's level with one fixed draw (`generator`) and put in place
+    of the sample's frames before every model call; the result carries their clean latents exactly.
+    """
+    if noise.ndim != 5:
+        raise ValueError(f"noise must be (B, T, C, H, W), got {tuple(noise.shape)}")
+    if steps < 1:
+        raise ValueError(f"sampler.steps must be >= 1, got {steps}")
+    scheduler.set_timesteps(steps, device=noise.device)
+    x = noise * scheduler.init_noise_sigma
+    given_noise = None
+    if given is not None:
+        given_noise = torch.randn(given.latents.shape, generator=generator, device=noise.device,
+                                  dtype=noise.dtype)
+    step_kwargs: dict[str, Any] = {"generator": generator}
+    if isinstance(scheduler, DDIMScheduler):
+        step_kwargs["eta"] = float(getattr(scheduler, "eta_for_step", 0.0))
+    for t in scheduler.timesteps:
+        if given is not None:
+            assert given_noise is not None
+            noised = scheduler.add_noise(given.latents.to(x.dtype), given_noise, t.reshape(1))
+            x = given.impose(x, noised)
+        model_in = scheduler.scale_model_input(x, t)
+        out = denoiser(model_in, t.reshape(1).expand(x.shape[0]), cond)
+        x = scheduler.step(out, t, x, **step_kwargs).prev_sample
+    if given is not None:
+        x = given.impose(x, given.latents)
+    return x

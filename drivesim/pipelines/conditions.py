@@ -1,0 +1,84 @@
+"""Per-frame scenario conditions -> the `VideoCondition` a stage's UNet takes (only what it has encoders for)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from drivesim.models import VideoCondition, VideoUNet
+from drivesim.scenario.timeline import FrameCondition
+
+
+@dataclass(frozen=True)
+class Supports:
+    """The conditions a UNet has encoders for (text is always accepted: it is cross-attention)."""
+
+    context: bool = False
+    context_noise: bool = False
+    boxes: bool = False
+    labels: bool = False
+    ego: bool = False
+    stage: bool = False
+    max_instances: int = 64
+
+    @classmethod
+    def of(cls, unet: VideoUNet) -> Supports:
+        enc: Any = unet.condition_encoders
+        if enc is None:
+            return cls()
+        o = enc.options
+        return cls(context=bool(o.context), context_noise=bool(o.context and o.context_noise), boxes=bool(o.boxes),
+                   labels=bool(o.labels), ego=bool(o.ego), stage=bool(o.stage), max_instances=int(o.max_instances))
+
+
+@dataclass(frozen=True)
+class SceneInputs:
+    """What holds for the whole drive: scene labels row (3,) and the text embedding (L, D) with its null."""
+
+    labels: Sequence[int] | None = None
+    text: Tensor | None = None
+    null_text: Tensor | None = None
+
+
+def frame_condition(frames: Sequence[FrameCondition], supports: Supports, scene: SceneInputs,
+                    device: torch.device | str = "cpu") -> VideoCondition:
+    """A batch-of-one condition over `frames` (T = len(frames)) holding only what the model can encode."""
+    t = len(frames)
+    cond = VideoCondition()
+    if supports.boxes:
+        n = max(1, max(len(f.boxes) for f in frames))
+        boxes = torch.zeros(1, t, n, 4)
+        classes = torch.zeros(1, t, n, dtype=torch.long)
+        ids = torch.zeros(1, t, n, dtype=torch.long)
+        mask = torch.zeros(1, t, n, dtype=torch.bool)
+        for i, f in enumerate(frames):
+            for j, b in enumerate(f.boxes):
+                boxes[0, i, j] = torch.tensor(b.xyxy)
+                classes[0, i, j] = b.class_index
+                ids[0, i, j] = b.instance
+                mask[0, i, j] = True
+        cond.boxes, cond.box_classes, cond.box_instance_ids, cond.box_mask = (
+            boxes.to(device), classes.to(device), ids.to(device), mask.to(device))
+    if supports.labels and scene.labels is not None:
+        cond.labels = torch.tensor([list(scene.labels)], dtype=torch.long, device=device)
+    if supports.ego:
+        cond.ego_speed = torch.tensor([[f.ego_speed for f in frames]], dtype=torch.float32, device=device)
+        cond.ego_yaw_rate = torch.tensor([[f.ego_yaw_rate for f in frames]], dtype=torch.float32, device=device)
+    if scene.text is not None:
+        cond.text = scene.text.reshape(1, *scene.text.shape[-2:]).to(device)
+    return cond
+
+
+def with_context(cond: VideoCondition, latents: Tensor, mask: Tensor, supports: Supports,
+                 noise_level: float) -> VideoCondition:
+    """Attach context latents (1, T, C, H, W) + mask (1, T) (already noise-augmented) and their level."""
+    if not supports.context:
+        raise ValueError("this model has no context encoder: it cannot continue a rollout (not a prediction model?)")
+    cond.context_latents, cond.context_mask = latents, mask
+    if supports.context_noise:
+        cond.context_noise_level = torch.full((latents.shape[0],), float(noise_level), device=latents.device)
+    return cond

@@ -1,0 +1,235 @@
+"""The rollout engine: image model -> prediction chunks -> interpolation passes -> decoded frames.
+
+`Engine` is built from models (not files): `drivesim.pipelines.loading` makes one from exports. It
+runs one `Chunk` of a `RolloutPlan` at a time, given the latents of the keys it conditions on, and
+returns the new keys plus the decoded output frames the chunk finalises; nothing else is kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from drivesim.diffusion.cfg import GuidancePlan, GuidedDenoiser
+from drivesim.diffusion.sampling import GivenFrames, make_scheduler, sample_video
+from drivesim.models import VideoCondition, VideoUNet
+from drivesim.models.vae import VideoVAE
+from drivesim.pipelines.conditions import SceneInputs, Supports, frame_condition, with_context
+from drivesim.pipelines.plan import Chunk, RolloutPlan
+from drivesim.scenario.timeline import Timeline
+
+INTERPOLATION_FACTOR = 4
+
+
+@dataclass
+class StageModel:
+    """One diffusion stage: its UNet, the frames it runs on, its context-noise level and stage id."""
+
+    unet: VideoUNet
+    frames: int
+    context_noise_level: float = 0.0
+    stage_ids: tuple[int, ...] = (0, 1)  # per interpolation pass (interpolation only)
+
+    @property
+    def supports(self) -> Supports:
+        return Supports.of(self.unet)
+
+
+@dataclass
+class SamplerSettings:
+    name: str = "ddim"
+    steps: int = 25
+    eta: float = 0.0
+    timestep_spacing: str | None = "trailing"
+    guidance: dict[str, float] = field(default_factory=dict)
+    guidance_mode: str = "composed"
+    max_batch: int = 0
+
+
+@dataclass
+class ChunkResult:
+    keys: dict[int, Tensor]  # the keys this chunk made, (1, C, h, w) each
+    frames: np.ndarray  # uint8 (n, H, W, 3): the decoded output frames it finalises
+    seconds: dict[str, float]
+
+
+def chunk_generator(seed: int, chunk: int) -> torch.Generator:
+    """The only randomness of chunk `chunk`: a function of (seed, chunk), so a resumed run matches."""
+    state = int(np.random.SeedSequence([int(seed), int(chunk)]).generate_state(1, dtype=np.uint64)[0])
+    return torch.Generator().manual_seed(state & ((1 << 63) - 1))
+
+
+@dataclass
+class Engine:
+    prediction: StageModel
+    vae: VideoVAE
+    schedule: Mapping[str, object]
+    sampler: SamplerSettings
+    fps: float  # key-frame rate (the prediction model's data)
+    latent_size: tuple[int, int]
+    image: StageModel | None = None  # None: the prediction UNet run image-only makes the first key
+    interpolation: StageModel | None = None
+    interpolation_passes: int = 1
+    context_frames: int = 2
+    decode_chunk: int = 8
+    device: str = "cpu"
+
+    @property
+    def factor(self) -> int:
+        return INTERPOLATION_FACTOR ** self.interpolation_passes if self.interpolation is not None else 1
+
+    @property
+    def out_fps(self) -> float:
+        return self.fps * self.factor
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.prediction.unet.in_channels)
+
+    def validate(self) -> None:
+        """Fail early (before anything is written) on sampler settings the first chunk would reject."""
+        make_scheduler(self.sampler.name, self.schedule, self.sampler.timestep_spacing, self.sampler.eta)
+        GuidancePlan.build(VideoCondition(), self.sampler.guidance, self.sampler.guidance_mode)
+        if self.sampler.steps < 1:
+            raise ValueError(f"sampler.steps must be >= 1, got {self.sampler.steps}")
+        if self.interpolation is not None and ((self.interpolation.frames - 1) % INTERPOLATION_FACTOR
+                                               or self.interpolation.frames < INTERPOLATION_FACTOR + 1):
+            raise ValueError(f"the interpolation model runs on {self.interpolation.frames} frames; "
+                             f"x{INTERPOLATION_FACTOR} needs {INTERPOLATION_FACTOR}k+1 frames")
+        self.plan(1)
+
+    def plan(self, frames: int, given: int = 0) -> RolloutPlan:
+        return RolloutPlan(frames=frames, out_fps=self.out_fps, factor=self.factor, given=given,
+                           window=self.prediction.frames, context=self.context_frames)
+
+    # ------------------------------------------------------------------ one chunk
+    @torch.no_grad()
+    def run_chunk(self, chunk: Chunk, plan: RolloutPlan, timeline: Timeline, scene: SceneInputs,
+                  keys: Mapping[int, Tensor], seed: int) -> ChunkResult:
+        gen = chunk_generator(seed, chunk.index)
+        timings: dict[str, float] = {}
+        clock = _Clock(timings)
+        with clock("image" if chunk.kind == "image" else "prediction"):
+            new = self._image_key(plan, timeline, scene, gen) if chunk.kind == "image" else \
+                self._predict(chunk, plan, timeline, scene, keys, gen)
+        if chunk.kind == "image":
+            dense, base = new[0][:, None], plan.key_output(0) - 1  # output 0 is key 0 itself
+            seq = dense
+        else:
+            prev = chunk.context_keys[-1]
+            seq = torch.stack([keys[prev]] + [new[j] for j in chunk.new_keys if j <= plan.last_key], dim=1)
+            base = plan.key_output(prev)
+            if self.interpolation is not None:
+                with clock("interpolation"):
+                    for p in range(self.interpolation_passes):
+                        seq = self._interpolate(seq, p, base, plan, timeline, scene, gen)
+            seq = seq[:, 1:]
+        start, stop = chunk.outputs
+        first = base + 1
+        latents = seq[:, start - first:stop - first]
+        with clock("decode"):
+            frames = self._decode(latents)
+        return ChunkResult(keys=new, frames=frames, seconds=timings)
+
+    def _sample(self, stage: StageModel, cond: VideoCondition, frames: int, scene: SceneInputs,
+                gen: torch.Generator, given: GivenFrames | None = None) -> Tensor:
+        h, w = self.latent_size
+        noise = torch.randn(1, frames, self.latent_channels, h, w, generator=gen).to(self.device)
+        scheduler = make_scheduler(self.sampler.name, self.schedule, self.sampler.timestep_spacing, self.sampler.eta)
+        denoiser = GuidedDenoiser(_in_model_dtype(stage.unet), self.sampler.guidance, self.sampler.guidance_mode,
+                                  scene.null_text, self.sampler.max_batch)
+        return sample_video(denoiser, scheduler, noise, cond, self.sampler.steps, given, gen)
+
+    def _image_key(self, plan: RolloutPlan, timeline: Timeline, scene: SceneInputs,
+                   gen: torch.Generator) -> dict[int, Tensor]:
+        stage = self.image or self.prediction
+        cond = frame_condition([timeline.at(plan.key_time(0))], stage.supports, scene, self.device)
+        cond.image_only = self.image is None  # the prediction UNet with its temporal layers bypassed
+        out = self._sample(stage, cond, 1, scene, gen)
+        return {0: out[:, 0]}
+
+    def _predict(self, chunk: Chunk, plan: RolloutPlan, timeline: Timeline, scene: SceneInputs,
+                 keys: Mapping[int, Tensor], gen: torch.Generator) -> dict[int, Tensor]:
+        stage = self.prediction
+        js = chunk.context_keys + chunk.new_keys
+        cond = frame_condition(timeline.frames([plan.key_time(j) for j in js]), stage.supports, scene, self.device)
+        given = self._given([keys[j] for j in chunk.context_keys], len(js), [0])
+        cond = with_context(cond, given.latents, given.mask, stage.supports, stage.context_noise_level)
+        out = self._sample(stage, cond, len(js), scene, gen, given)
+        s = len(chunk.context_keys)
+        return {j: out[:, s + i] for i, j in enumerate(chunk.new_keys)}
+
+    def _given(self, latents: list[Tensor], frames: int, positions: list[int]) -> GivenFrames:
+        """Given latents at `positions` (consecutive from each start) of a `frames`-long window."""
+        c, (h, w) = self.latent_channels, self.latent_size
+        full = torch.zeros(1, frames, c, h, w, device=self.device)
+        mask = torch.zeros(1, frames, device=self.device)
+        pos = [positions[0] + i for i in range(len(latents))] if len(positions) == 1 else positions
+        for p, z in zip(pos, latents):
+            full[:, p] = z
+            mask[:, p] = 1.0
+        return GivenFrames(full, mask)
+
+    def _interpolate(self, seq: Tensor, p: int, base: int, plan: RolloutPlan, timeline: Timeline,
+                     scene: SceneInputs, gen: torch.Generator) -> Tensor:
+        """One x4 pass over `seq` (1, n+1, ...) whose element 0 sits at output frame `base`."""
+        stage = self.interpolation
+        assert stage is not None
+        f = INTERPOLATION_FACTOR
+        if (stage.frames - 1) % f or stage.frames < f + 1:
+            raise ValueError(f"the interpolation model runs on {stage.frames} frames; x{f} needs {f}k+1 frames")
+        per_call = (stage.frames - 1) // f  # gaps per call
+        spacing_out = plan.factor // f ** (p + 1)  # output frames between the new sequence's elements
+        n = seq.shape[1] - 1
+        parts = [seq[:, :1]]
+        for g0 in range(0, n, per_call):
+            idx = [min(g0 + i, n) for i in range(per_call + 1)]  # past the end: repeat the last key (dropped)
+            times = [(base + spacing_out * (f * g0 + k)) / plan.out_fps for k in range(stage.frames)]
+            cond = frame_condition(timeline.frames(times), stage.supports, scene, self.device)
+            given = self._given([seq[:, i] for i in idx], stage.frames, [f * i for i in range(per_call + 1)])
+            cond = with_context(cond, given.latents, given.mask, stage.supports, stage.context_noise_level)
+            if stage.supports.stage:
+                cond.stage_id = torch.tensor([stage.stage_ids[min(p, len(stage.stage_ids) - 1)]], device=self.device)
+            out = self._sample(stage, cond, stage.frames, scene, gen, given)
+            real = min(per_call, n - g0)
+            parts.append(out[:, 1:f * real + 1])
+        return torch.cat(parts, dim=1)
+
+    def _decode(self, latents: Tensor) -> np.ndarray:
+        if latents.shape[1] == 0:
+            return np.zeros((0, 0, 0, 3), dtype=np.uint8)
+        video = self.vae.decode_video(latents.to(self.device), self.decode_chunk)[0]
+        pixels = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return pixels.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _in_model_dtype(unet: VideoUNet) -> Callable[[Tensor, Tensor, VideoCondition], Tensor]:
+    """The UNet called in its own dtype; the sampler's maths stays float32."""
+    def model(x: Tensor, t: Tensor, cond: VideoCondition) -> Tensor:
+        dtype = unet.dtype
+        if dtype == torch.float32:
+            return unet(x, t, cond)
+        return unet(x.to(dtype), t, cond.to(x.device, dtype)).float()
+
+    return model
+
+
+class _Clock:
+    """`with clock("part"):` adds the block's wall seconds to `into["part"]`."""
+
+    def __init__(self, into: dict[str, float]) -> None:
+        self.into = into
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.into[name] = self.into.get(name, 0.0) + time.perf_counter() - start

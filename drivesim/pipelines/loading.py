@@ -1,0 +1,117 @@
+"""Exports -> an `Engine`: the thin layer between `drivesim.exports` and the rollout engine.
+
+`checkpoint=` is a temporal (prediction) export, whose image and autoencoder parents are found
+through its marker, or a cascade folder holding one export per stage (then every stage in it is
+used). `interpolation=` adds an interpolation export.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from drivesim.exports import Export, find_cascade, read_export
+from drivesim.pipelines.engine import Engine, SamplerSettings, StageModel
+
+log = logging.getLogger(__name__)
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class GenerateError(ValueError):
+    """Bad generate input: one line naming the key or file; exit 2, nothing written."""
+
+
+@dataclass
+class LoadedCascade:
+    engine: Engine
+    prediction: Export
+    size: tuple[int, int]  # output frame (H, W) pixels
+    text_encoder: Any | None
+    stages: dict[str, str]  # stage -> export path (for run.json)
+
+
+def _stage_exports(checkpoint: str, interpolation: str | None) -> dict[str, Export]:
+    path = Path(checkpoint)
+    exports = find_cascade(path)
+    if "temporal" not in exports:
+        found = ", ".join(sorted(exports)) or "none"
+        raise GenerateError(f"checkpoint={checkpoint}: needs a temporal (prediction) export or a cascade folder "
+                            f"holding one (found: {found})")
+    prediction = exports["temporal"]
+    if "image" not in exports:
+        parent = prediction.parent("image")
+        if parent is not None:
+            exports["image"] = parent
+    if interpolation is not None:
+        exports["interpolation"] = read_export(interpolation, stage="interpolation")
+    return exports
+
+
+def context_noise_mean(export: Export) -> float:
+    """The training mean of the context noise level: context_noise_max / 2 of the stage (uniform draw)."""
+    try:
+        stage = export.config().get("stage") or {}
+    except (OSError, ValueError):
+        return 0.0
+    return float(stage.get("context_noise_max", 0.0) or 0.0) / 2.0
+
+
+def _stage_ids(export: Export) -> tuple[int, ...]:
+    try:
+        first = int((export.config().get("stage") or {}).get("stage_id", 0))
+    except (OSError, ValueError):
+        first = 0
+    return (first, first + 1)
+
+
+def load_cascade(checkpoint: str | None, interpolation: str | None, sampler: Any, *, passes: int = 1,
+                 device: str = "cpu", precision: str = "fp32", context_frames: int = 2,
+                 decode_chunk: int = 8) -> LoadedCascade:
+    """Read the exports, build every stage's model on `device`, and the engine over them."""
+    if not checkpoint:
+        raise GenerateError("checkpoint= is required: a temporal (prediction) export or a cascade folder")
+    if precision not in DTYPES:
+        raise GenerateError(f"precision={precision}: choose from {', '.join(DTYPES)}")
+    if passes not in (1, 2):
+        raise GenerateError(f"interpolation_passes={passes}: 1 (x4) or 2 (x16)")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise GenerateError(f"device={device}: CUDA is not available on this machine")
+    exports = _stage_exports(checkpoint, interpolation)
+    prediction = exports["temporal"]
+    dtype = DTYPES[precision]
+    level = sampler.context_noise_level
+
+    def stage(export: Export) -> StageModel:
+        unet = export.build_unet().to(device=device, dtype=dtype)
+        if export.stage == "image":  # one frame at a time, no context
+            return StageModel(unet, 1, 0.0)
+        noise = context_noise_mean(export) if level is None else float(level)
+        return StageModel(unet, int(export.frames), noise, _stage_ids(export))
+
+    vae = prediction.load_vae().to(device=device, dtype=dtype).eval()
+    size = (int(prediction.size[0]), int(prediction.size[1]))
+    down = int(vae.downscale)
+    if size[0] % down or size[1] % down:
+        raise GenerateError(f"{prediction.path}: frame size {list(size)} is not a multiple of the autoencoder's "
+                            f"downscale {down}")
+    settings = SamplerSettings(
+        name=str(sampler.name), steps=int(sampler.steps), eta=float(sampler.eta),
+        timestep_spacing=sampler.timestep_spacing, guidance={k: float(v) for k, v in dict(sampler.guidance).items()},
+        guidance_mode=str(sampler.guidance_mode), max_batch=int(sampler.max_batch))
+    engine = Engine(
+        prediction=stage(prediction), vae=vae, schedule=prediction.scheduler_config(), sampler=settings,
+        fps=float(prediction.fps), latent_size=(size[0] // down, size[1] // down),
+        image=stage(exports["image"]) if "image" in exports else None,
+        interpolation=stage(exports["interpolation"]) if "interpolation" in exports else None,
+        interpolation_passes=passes, context_frames=context_frames, decode_chunk=decode_chunk, device=device)
+    if engine.image is None:
+        log.warning("no image export found beside %s: the prediction model (image-only) makes the first frame",
+                    prediction.path)
+    text = prediction.text_encoder()
+    if text is not None:
+        text = text.to(device).eval()
+    return LoadedCascade(engine, prediction, size, text, {k: str(v.path) for k, v in exports.items()})

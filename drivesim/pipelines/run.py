@@ -1,0 +1,146 @@
+"""`drivesim generate`: check everything, then roll out one video per seed into `out=` (resumable).
+
+Every input problem (export, scenario, camera, replay scene, a different run already in `out=`) is
+found before anything is written and reported as one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from drivesim.exports import ExportError
+from drivesim.pipelines.conditions import SceneInputs, Supports
+from drivesim.pipelines.loading import GenerateError, LoadedCascade, load_cascade
+from drivesim.pipelines.rollout import GivenContext, rollout_to_folder
+from drivesim.pipelines.store import RolloutStore, RunMismatchError
+from drivesim.scenario.camera import resolve_camera
+from drivesim.scenario.from_config import scenario_from_config
+from drivesim.scenario.spec import Scenario, ScenarioError
+from drivesim.scenario.timeline import Timeline
+
+log = logging.getLogger(__name__)
+EXIT_USAGE = 2
+DEFAULT_SECONDS = 10.0
+# Keys that do not change what a run produces (excluded from the resume check).
+_NOT_IDENTITY = ("out", "resume", "seeds")
+
+
+@dataclass
+class Job:
+    cascade: LoadedCascade
+    scenario: Scenario
+    timeline: Timeline
+    scene: SceneInputs
+    seconds: float
+    given: GivenContext | None
+    runs: list[tuple[int, Path, dict[str, Any]]]  # seed, folder, settings
+
+
+def run_generate(cfg: DictConfig) -> int:
+    try:
+        job = prepare(cfg)
+    except (GenerateError, ScenarioError, ExportError, RunMismatchError, ValueError) as exc:
+        sys.stderr.write(f"drivesim generate: {' '.join(str(exc).split())}\n")
+        return EXIT_USAGE
+    for seed, folder, settings in job.runs:
+        log.info("seed %d -> %s (%d s at %g fps)", seed, folder, job.seconds, job.cascade.engine.out_fps)
+        result = rollout_to_folder(job.cascade.engine, job.timeline, job.scene, folder, seed, job.seconds, settings,
+                                   resume=bool(cfg.resume), given=job.given, record=_record(job))
+        for path in result.paths.values():
+            sys.stdout.write(f"{path}\n")
+    return 0
+
+
+def prepare(cfg: DictConfig) -> Job:
+    """Load and check every input; raises one-line errors, writes nothing."""
+    cascade = load_cascade(cfg.checkpoint, cfg.interpolation, cfg.sampler, passes=int(cfg.interpolation_passes),
+                           device=str(cfg.device), precision=str(cfg.precision),
+                           context_frames=int(cfg.context_frames), decode_chunk=int(cfg.decode_chunk))
+    engine = cascade.engine
+    engine.validate()
+    given: GivenContext | None = None
+    if cfg.scenario.get("replay") is not None:
+        from drivesim.pipelines.replay import load_replay
+
+        seconds = _seconds(cfg.seconds, cfg.scenario.seconds)
+        replay = load_replay(cfg.scenario.replay, cascade, seconds)
+        scenario, given = replay.scenario, replay.given
+    else:
+        scenario = scenario_from_config(cfg.scenario)
+        seconds = _seconds(cfg.seconds, scenario.seconds)
+        if scenario.start is not None:
+            from drivesim.pipelines.replay import load_start
+
+            given = load_start(scenario.start, scenario.source, cascade, seconds)
+    h, w = cascade.size
+    camera = resolve_camera(scenario.camera, cascade.prediction.camera, cascade.prediction.size, h, w)
+    timeline = Timeline(scenario, camera)
+    if cfg.scenario.get("replay") is not None:
+        # A replayed scene's agents outside the generated time or view are simply not drawn.
+        unseen = set(timeline.unseen(seconds, engine.out_fps))
+        added = {str(a.get("id")) for a in cfg.scenario.replay.add}
+        if unseen & added:
+            raise ScenarioError(f"scenario.replay.add: agents[{sorted(unseen & added)[0]}]: never in view of the "
+                                f"camera during the {seconds:g} s generated")
+        scenario = replace(scenario, agents=tuple(a for a in scenario.agents if a.id not in unseen))
+        timeline = Timeline(scenario, camera)
+    else:
+        timeline.check_in_view(seconds, engine.out_fps)
+    scene = _scene_inputs(scenario, cascade)
+    seeds = [int(s) for s in cfg.seeds] if cfg.seeds else [int(cfg.seed)]
+    if len(set(seeds)) != len(seeds):
+        raise GenerateError(f"seeds={seeds}: repeated seed")
+    base = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(base, dict)
+    identity: dict[str, Any] = {str(k): v for k, v in base.items() if k not in _NOT_IDENTITY}
+    identity["seconds"] = seconds
+    identity["camera"] = camera.to_json()
+    runs: list[tuple[int, Path, dict[str, Any]]] = []
+    for seed in seeds:
+        folder = Path(cfg.out) / f"seed_{seed}" if len(seeds) > 1 else Path(cfg.out)
+        settings = {**identity, "seed": seed}
+        RolloutStore(folder).check_config(settings, bool(cfg.resume))
+        runs.append((seed, folder, settings))
+    return Job(cascade, scenario, timeline, scene, seconds, given, runs)
+
+
+def _record(job: Job) -> dict[str, Any]:
+    """What run.json adds about the models: the exports per stage, their windows and context noise levels."""
+    engine = job.cascade.engine
+    stages = {"prediction": engine.prediction, "image": engine.image, "interpolation": engine.interpolation}
+    return {"exports": job.cascade.stages, "scenario": job.scenario.name,
+            "stages": {name: {"frames": s.frames, "context_noise_level": s.context_noise_level}
+                       for name, s in stages.items() if s is not None}}
+
+
+def _seconds(override: float | None, own: float | None) -> float:
+    seconds = float(override if override is not None else own or DEFAULT_SECONDS)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise GenerateError(f"seconds={seconds}: must be > 0")
+    return seconds
+
+
+def _scene_inputs(scenario: Scenario, cascade: LoadedCascade) -> SceneInputs:
+    text = null = None
+    supports = Supports.of(cascade.engine.prediction.unet)
+    unused = [name for name, given, used in (("labels", bool(scenario.labels), supports.labels),
+                                             ("agents", bool(scenario.agents), supports.boxes),
+                                             ("text", bool(scenario.text), cascade.text_encoder is not None))
+              if given and not used]
+    if unused:
+        log.warning("%s: the checkpoint has no encoder for %s: they are recorded but not conditioned on",
+                    scenario.source, ", ".join(unused))
+    if scenario.text and cascade.text_encoder is not None:
+        import torch
+
+        with torch.no_grad():
+            text = cascade.text_encoder([scenario.text])[0]
+            null = cascade.text_encoder.null_embedding(1)[0]
+    return SceneInputs(labels=scenario.label_indices() if scenario.labels else None, text=text, null_text=null)

@@ -1,0 +1,154 @@
+"""The rollout plan and engine on in-memory micro models: coverage, outputs, determinism, streaming."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from generate_fixtures import SCHEDULE, micro_config, micro_unet, tiny_vae
+
+from drivesim.pipelines.conditions import SceneInputs
+from drivesim.pipelines.engine import Engine, SamplerSettings, StageModel
+from drivesim.pipelines.plan import RolloutPlan
+from drivesim.pipelines.rollout import GivenContext, rollout_to_folder
+from drivesim.pipelines.store import RolloutStore
+from drivesim.scenario import PinholeCamera, Timeline, parse_scenario
+
+SCENARIO = {"labels": {"time_of_day": "night"}, "ego": {"speed": [[0, 5.0], [3, 8.0]]},
+            "agents": [{"id": "lead", "class": "car", "size": [4.5, 1.9, 1.6],
+                        "track": [[0, 20.0, 0.0, 0.0], [3, 10.0, 0.0, 0.0]]}]}
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, object]:
+    torch.set_num_threads(1)
+    interp_cfg = micro_config()["conditioning"] | {"stage": True}
+    return {"prediction": micro_unet(0), "image": micro_unet(1), "interpolation": micro_unet(2, conditioning=interp_cfg),
+            "vae": tiny_vae()}
+
+
+def _engine(models: dict[str, object], interpolation: bool = False, steps: int = 2) -> Engine:
+    return Engine(prediction=StageModel(models["prediction"], 4, 0.1),  # type: ignore[arg-type]
+                  image=StageModel(models["image"], 1),  # type: ignore[arg-type]
+                  interpolation=StageModel(models["interpolation"], 9, 0.05) if interpolation else None,  # type: ignore[arg-type]
+                  vae=models["vae"], schedule=SCHEDULE,  # type: ignore[arg-type]
+                  sampler=SamplerSettings(steps=steps, guidance={"boxes": 2.0, "context": 1.5}), fps=3.0,
+                  latent_size=(8, 16))
+
+
+def _timeline() -> Timeline:
+    return Timeline(parse_scenario(SCENARIO, "test.yaml"), PinholeCamera.mounted(128, 64))
+
+
+@pytest.mark.parametrize("frames", [1, 2, 5, 9, 17])
+@pytest.mark.parametrize("factor", [1, 4, 16])
+@pytest.mark.parametrize("given", [0, 1, 2])
+def test_plan_chunks_cover_every_output_frame_once(frames: int, factor: int, given: int) -> None:
+    plan = RolloutPlan(frames=frames, out_fps=3.0 * factor, factor=factor, given=given, window=4, context=2)
+    chunks = plan.chunks()
+    covered = [i for c in chunks for i in range(*c.outputs)]
+    assert covered == list(range(frames))
+    assert (chunks[0].kind == "image") == (given == 0)
+    for c in chunks[1:] if given == 0 else chunks:
+        assert c.kind == "predict" and 1 <= len(c.context_keys) <= 2
+        assert len(c.context_keys) + len(c.new_keys) == 4
+    # Every output frame lies at or before the last key made, so it is final when its chunk ends.
+    assert all(plan.key_output(c.new_keys[-1]) >= c.outputs[1] - 1 for c in chunks)
+    if given:
+        assert plan.key_output(0) == -1  # the last given frame sits just before time 0
+
+
+def test_rollout_writes_every_output(models: dict[str, object], tmp_path: Path) -> None:
+    engine = _engine(models)
+    result = rollout_to_folder(engine, _timeline(), SceneInputs(labels=[1, -1, -1]), tmp_path, seed=0, seconds=3.0,
+                               settings={"test": 1}, show_progress=False)
+    assert result.frames == 9  # round(3 s x 3 fps)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == sorted(
+        ["video.mp4", "overlay.mp4", "contact_sheet.png", "conditions.jsonl", "run.json"])
+    lines = [json.loads(line) for line in (tmp_path / "conditions.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in lines] == list(range(9))
+    assert lines[3]["time"] == pytest.approx(1.0) and lines[3]["ego_speed"] == pytest.approx(6.0)
+    assert lines[0]["boxes"][0]["id"] == "lead" and len(lines[0]["boxes"][0]["xyxy"]) == 4
+    with av.open(str(tmp_path / "video.mp4")) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        assert float(stream.average_rate) == pytest.approx(3.0)
+    assert len(frames) == 9 and frames[0].shape == (64, 128, 3)
+    run = json.loads((tmp_path / "run.json").read_text())
+    for key in ("config", "seed", "git_commit", "versions", "stage_seconds", "realtime_factor", "given_context"):
+        assert key in run
+    assert set(run["stage_seconds"]) >= {"image", "prediction", "decode"}
+
+
+def _segments(folder: Path) -> list[np.ndarray]:
+    store = RolloutStore(folder)
+    return [frames for _, frames in store.segments(len(list(store.folder.glob("segment_*.npz"))))]
+
+
+def test_same_seed_same_video_other_seed_other_video(models: dict[str, object], tmp_path: Path) -> None:
+    engine = _engine(models, interpolation=True)
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        rollout_to_folder(engine, _timeline(), SceneInputs(), tmp_path / name, seed, 1.0, {}, show_progress=False)
+    a, b, c = (_segments(tmp_path / n) for n in "abc")
+    assert sum(len(s) for s in a) == 12  # 1 s at 3 fps x 4
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_memory_is_bounded_by_the_context_and_one_chunk(models: dict[str, object], tmp_path: Path) -> None:
+    """Structural streaming check: each chunk sees only the context keys and returns only its own frames."""
+    engine = _engine(models, interpolation=True)
+    seen: list[tuple[int, int]] = []
+    original = engine.run_chunk
+
+    def spy(chunk, plan, timeline, scene, keys, seed):  # type: ignore[no-untyped-def]
+        result = original(chunk, plan, timeline, scene, keys, seed)
+        seen.append((len(keys), len(result.frames)))
+        return result
+
+    engine.run_chunk = spy  # type: ignore[method-assign]
+    rollout_to_folder(engine, _timeline(), SceneInputs(), tmp_path, 0, 4.0, {}, show_progress=False)
+    assert len(seen) > 4
+    assert max(k for k, _ in seen) <= engine.context_frames
+    assert max(f for _, f in seen) <= (engine.prediction.frames - 1) * engine.factor
+    assert len(RolloutStore(tmp_path).load_state().keys) <= engine.context_frames
+
+
+def test_given_context_frames_are_not_written(models: dict[str, object], tmp_path: Path) -> None:
+    engine = _engine(models)
+    g = torch.Generator().manual_seed(0)
+    given = GivenContext([torch.randn(1, 4, 8, 16, generator=g) for _ in range(2)], {"scene": "x"})
+    result = rollout_to_folder(engine, _timeline(), SceneInputs(), tmp_path, 0, 2.0, {}, given=given,
+                               show_progress=False)
+    assert result.frames == 6 and "image" not in result.seconds
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["given_context"] == {"scene": "x"}
+    assert len((tmp_path / "conditions.jsonl").read_text().splitlines()) == 6
+
+
+def test_interpolation_model_with_wrong_window_is_refused(models: dict[str, object]) -> None:
+    engine = _engine(models, interpolation=True)
+    engine.interpolation.frames = 8  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="4k\\+1"):
+        engine.validate()
+
+
+def test_two_interpolation_passes_give_x16(models: dict[str, object], tmp_path: Path) -> None:
+    engine = _engine(models, interpolation=True)
+    engine.interpolation_passes = 2
+    result = rollout_to_folder(engine, _timeline(), SceneInputs(), tmp_path, 0, 0.5, {}, show_progress=False)
+    assert engine.out_fps == 48.0 and result.frames == 24
+    lines = (tmp_path / "conditions.jsonl").read_text().splitlines()
+    assert len(lines) == 24 and json.loads(lines[1])["time"] == pytest.approx(1 / 48, abs=1e-6)
+
+
+def test_bfloat16_model_runs_with_float32_sampling(models: dict[str, object], tmp_path: Path) -> None:
+    engine = _engine(models)
+    engine.prediction = StageModel(micro_unet(0).to(torch.bfloat16), 4, 0.1)
+    result = rollout_to_folder(engine, _timeline(), SceneInputs(labels=[1, 0, 0]), tmp_path, 0, 1.0, {},
+                               show_progress=False)
+    assert result.frames == 3 and (tmp_path / "video.mp4").stat().st_size > 0
