@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from drivesim.atomic import atomic_path, atomic_write_text
+from drivesim.config.diff import differing_keys
 
 STATE_VERSION = 1
 
@@ -35,20 +36,6 @@ class RolloutState:
     keys: dict[int, torch.Tensor] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # wall seconds per stage, summed over chunks
     complete: bool = False
-
-
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, Mapping):
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: data}
-
-
-def differing_keys(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
-    fa, fb = _flatten(a), _flatten(b)
-    return sorted(k for k in set(fa) | set(fb) if fa.get(k, "<absent>") != fb.get(k, "<absent>"))
 
 
 class RolloutStore:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,18 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from drivesim.atomic import atomic_path, atomic_write_text
+from drivesim.config.diff import differing_keys
 from drivesim.training.base import EmptyDataError, NonFiniteLossError
 from drivesim.training.build import build_module, build_train_data
 from drivesim.training.export_writer import write_export
 from drivesim.training.resolve import Resolved, TrainConfigError, resolve
 
 log = logging.getLogger(__name__)
+# Our sampler reads on from the restored step (training/data.py), so a mid-epoch resume is exact, and
+# the frozen autoencoder / text model are in eval mode on purpose: Lightning's generic warnings about
+# both would mislead.
+warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
+warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
 RUN_CONFIG = "run_config.yaml"
 # Callbacks an embedding application (or a test) adds to every run of this process.
 EXTRA_CALLBACKS: list[Any] = []
@@ -33,19 +40,9 @@ _MAY_CHANGE = ("resume", "trainer.max_steps", "trainer.threads", "trainer.checkp
                "trainer.val_every_n_steps", "data.num_workers", "trainer.log_every_n_steps")
 
 
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: node}
-
-
 def config_differences(old: DictConfig, new: DictConfig) -> list[str]:
-    a = _flatten(OmegaConf.to_container(old, resolve=True))
-    b = _flatten(OmegaConf.to_container(new, resolve=True))
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in _MAY_CHANGE)
+    return differing_keys(OmegaConf.to_container(old, resolve=True),  # type: ignore[arg-type]
+                          OmegaConf.to_container(new, resolve=True), ignore=_MAY_CHANGE)  # type: ignore[arg-type]
 
 
 def _prepare_out(out: Path, cfg: DictConfig) -> None:
@@ -152,7 +149,7 @@ def run_training(cfg: DictConfig) -> int:
     if resolved.autoencoder_parent is not None:
         parents["autoencoder"] = resolved.autoencoder_parent
     if resolved.image_parent is not None:
-        parents["image"] = resolved.image_parent.path
+        parents[resolved.image_parent.stage] = resolved.image_parent.path  # "image" for temporal stages
     write_export(out / "export", stage=resolved.stage, cfg=cfg, module=module, data_info=data.export_info(),
                  parents=parents, summary=summary)
     log.info("train: done, export at %s", out / "export")
