@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def peak_rss_mb() -> float:
+    """This process's resident high-water mark (VmHWM). Not ru_maxrss: Linux carries that across
+    exec from the forking parent, so a child would report its parent's peak."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024
+    return float("nan")
 STAGES = ("autoencoder", "image", "temporal", "interpolation")
 
 
@@ -87,7 +96,7 @@ def one(stage: str, model: str, base: Path, threads: int, steps: int, cached: bo
             "gradient_checkpointing": checkpointing, "precision": "bf16-mixed" if bf16 else "32-true", "batch": batch_size, "frames_per_sample": int(resolved.cfg.data.frames),
             "step_s": round(step_s, 4), "samples_per_s": round(batch_size / step_s, 3),
             "frames_per_s": round(frames / step_s, 2),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
 def main() -> None:

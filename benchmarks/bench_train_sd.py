@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -24,6 +23,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def peak_rss_mb() -> float:
+    """This process's resident high-water mark (VmHWM). Not ru_maxrss: Linux carries that across
+    exec from the forking parent, so a child would report its parent's peak."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024
+    return float("nan")
 FRAMES = 16
 TOKENS = 77
 
@@ -71,7 +80,7 @@ def step(size: tuple[int, int], device: str, checkpointing: bool) -> dict:
     if device == "cuda":
         row["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = peak_rss_mb()
         optimizer_mb = trainable * 4 * 3 / 2**20  # grads + two AdamW moments, fp32
         row["activation_mb_fp32"] = round(max(0.0, peak - before - optimizer_mb), 1)
     return row

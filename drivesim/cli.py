@@ -18,7 +18,7 @@ log = logging.getLogger("drivesim")
 EXIT_USAGE = 2
 
 _DESCRIPTIONS = {
-    "train": "train one stage of the cascade (image, temporal, interpolation, upsampler, decoder)",
+    "train": "train one stage of the cascade (image, temporal, interpolation, upsampler, decoder, lora)",
     "generate": "roll out drives and replay scenarios with a trained model",
     "evaluate": "measure FID/FVD and controllability of generated videos against a dataset",
     "synth": "render the synthetic driving world as a nuScenes-format dataset",

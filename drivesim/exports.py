@@ -24,14 +24,16 @@ log = logging.getLogger(__name__)
 MARKER = "drivesim_export.json"
 FORMAT = "drivesim-export"
 VERSION = 1
-STAGES = ("autoencoder", "image", "temporal", "interpolation")
-DIFFUSION_STAGES = ("image", "temporal", "interpolation")
+STAGES = ("autoencoder", "image", "temporal", "interpolation", "upsampler", "decoder", "lora")
+DIFFUSION_STAGES = ("image", "temporal", "interpolation", "upsampler")
 MODEL_FILE = "model.json"
 CONFIG_FILE = "config.yaml"
 SCHEDULER_FILE = "scheduler_config.json"
 TEXT_FILE = "text.json"
 TEXT_PROJECTION = "text_projection.safetensors"
 AUTOENCODER_DIR = "autoencoder"
+TEMPORAL_DECODER_FILE = "temporal_decoder.safetensors"  # decoder exports
+LORA_FILE = "lora.safetensors"  # lora exports
 
 
 class ExportError(ValueError):
@@ -139,7 +141,14 @@ class Export:
         """drivesim.models.VideoVAE of this export's autoencoder (an autoencoder export or SD VAE)."""
         from drivesim.models.vae import VideoVAE
 
-        return VideoVAE.from_pretrained(self.autoencoder_path())
+        if self.stage != "decoder":
+            return VideoVAE.from_pretrained(self.autoencoder_path())
+        vae = VideoVAE.from_pretrained(self.autoencoder_path(), temporal_decoder=True)
+        try:
+            vae.temporal_decoder.load_temporal(self.path / TEMPORAL_DECODER_FILE)  # type: ignore[union-attr]
+        except (KeyError, ValueError, FileNotFoundError) as exc:
+            raise ExportError(f"{self.path}: {exc}") from exc
+        return vae
 
     def text_encoder(self) -> Any:
         """The text encoder with its trained projection, or None when the model takes no text."""

@@ -16,9 +16,13 @@ from drivesim.config.store import register_schemas
 
 
 def _conf_dir() -> Path:
-    """conf/ beside the package (the checkout set-up installs in editable mode), or $DRIVESIM_CONF."""
+    """$DRIVESIM_CONF; else the copy a non-editable install puts inside the package (drivesim/conf,
+    see setup.py); else conf/ beside the package (the checkout, installed in editable mode)."""
     override = os.environ.get("DRIVESIM_CONF")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "conf"
+    if override:
+        return Path(override)
+    packaged = Path(__file__).resolve().parents[1] / "conf"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "conf"
 
 
 CONF_DIR = _conf_dir()

@@ -62,3 +62,16 @@ class NuScenesDataConfig(_NuScenesOptions):
 class VideoDataConfig(_ClipOptions):
     name: str = "videos"
     root: str = MISSING
+
+
+@dataclass
+class ImageDataConfig(_ClipOptions):
+    """A folder of still images (DreamBooth/LoRA subject photos): each image is one static clip."""
+
+    name: str = "images"
+    root: str = MISSING
+    frames: int | None = 1
+    # Every image trains (and validation reads them too): a subject has a handful of photos.
+    train_split: str | None = None
+    val_split: str | None = None
+    prompt: str = ""  # every image's description (the text prompt, e.g. "a photo of a sks car")

@@ -37,6 +37,21 @@ class StageConfig:
     patch: list[int] | None = None
     ssim_weight: float = 0.2
     kl_weight: float = 1e-6
+    # Upsampler: output / input size, and the low-res latents' noise-augmentation level drawn uniformly
+    # in [0, noise_aug_max] (the model receives it); patches are `model.latent_size` latents.
+    upscale: int = 4
+    noise_aug_max: float = 0.5
+    # Decoder: weight of the 3D-conv patch discriminator's hinge loss (on from step `disc_start`).
+    disc_weight: float = 0.1
+    disc_start: int = 0
+    # Decoder: decode latents drawn from the posterior per frame (the jitter it learns to smooth), not its mean.
+    sample_latents: bool = True
+    # LoRA (DreamBooth): adapter rank and alpha (null: = rank) on the spatial attention; prior
+    # preservation weight (0: off) of the distillation towards the frozen base model's unconditional output.
+    lora_rank: int = 4
+    lora_alpha: int | None = None
+    lora_targets: str = "attention"  # attention | attention+conv (spatial ResNet convs too; never temporal)
+    prior_weight: float = 0.0
 
 
 @dataclass

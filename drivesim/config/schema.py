@@ -11,7 +11,6 @@ from typing import Any
 from omegaconf import MISSING
 
 from drivesim.config.protocol import ProtocolConfig
-from drivesim.config.synth import SynthConfig
 
 
 @dataclass
@@ -36,6 +35,11 @@ class GenerateConfig:
     checkpoint: str | None = None  # a temporal (prediction) export, or a cascade folder of exports
     interpolation: str | None = None  # an interpolation export (x4 per pass)
     interpolation_passes: int = 1  # 2: x16
+    interpolation_sampler: Any = None  # the interpolation stage's own sampler settings (a sampler node); null: sampler
+    upsampler: str | None = None  # an upsampler export: video_hr.mp4 beside video.mp4
+    upsample_seconds: float | None = None  # seconds upsampled; null: 2 on CPU, all on GPU
+    decoder: str | None = None  # a decoder export (temporal VAE decoder) decodes the frames
+    lora: str | None = None  # a lora export: personalised spatial weights under the trained temporal layers
     out: str = "outputs/generate"
     seconds: float | None = None  # null: the scenario's seconds, else 10
     seed: int = 0
@@ -45,6 +49,15 @@ class GenerateConfig:
     resume: bool = True
     context_frames: int = 2  # keys each prediction call conditions on
     decode_chunk: int = 8  # frames per VAE decoder call
+    # video: one folder per seed; nuscenes: out= is a nuScenes-format dataset, one scene per scenario and
+    # seed appended (drivesim.pipelines.nuscenes_export), rollouts kept under out/rollouts/
+    format: str = "video"
+    dataset_version: str = "v1.0-generated"
+    # Scale-out (drivesim.pipelines.predict): every scenario file of a folder, or with scenario=replay every
+    # scene of a split (train | val | all), times the seeds, through Lightning predict on `trainer=`.
+    scenarios: str | None = None
+    replay_split: str | None = None
+    trainer: Any = None  # a conf/trainer/ preset (predict_cpu, predict_ddp_cpu, predict_gpus); null: one CPU process
 
 
 @dataclass
@@ -69,5 +82,22 @@ class EvaluateConfig:
 
 @dataclass
 class DemoConfig:
+    """`drivesim demo` (drivesim.demo): the shipped cascade replays a held-out synthetic scene."""
+
+    sampler: Any = MISSING  # prediction (and first-frame) sampler, conf/sampler/
+    interpolation_sampler: Any = MISSING  # the interpolation stage's own sampler
     out: str = "outputs/demo"
-    synth: SynthConfig = field(default_factory=SynthConfig)
+    cascade: str | None = None  # a cascade folder of exports; null: the packaged drivesim/assets/demo_cascade
+    seconds: float = 60.0
+    seed: int = 0
+    protocol: str = "synth-bench-v1"  # its first held-out seed gives the scene; its metrics are measured
+    scene_seed: int | None = None  # null: the protocol's first held-out seed (never a training seed)
+    context_frames: int = 2  # the scene's first rendered key frames given as context
+    # A cascade without an interpolation export: true runs at the prediction export's key rate (said in
+    # the log and run.json); false exits 2.
+    allow_missing_interpolation: bool = True
+    metrics: list[str] = field(default_factory=lambda: ["fid_synth", "fvd_synth", "layout", "temporal", "action"])
+    device: str = "cpu"
+    precision: str = "fp32"
+    decode_chunk: int = 8
+    resume: bool = True

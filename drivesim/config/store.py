@@ -14,6 +14,7 @@ _GROUP_SCHEMAS: dict[str, dict[str, type]] = {
         "synthetic": data.SyntheticDataConfig,
         "nuscenes": data.NuScenesDataConfig,
         "videos": data.VideoDataConfig,
+        "images": data.ImageDataConfig,
     },
     "stage": {"base": groups.StageConfig},
     "trainer": {"base": groups.TrainerConfig},

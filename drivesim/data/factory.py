@@ -34,4 +34,10 @@ def build_dataset(cfg: Any, split: str | None = None) -> Dataset:
         )
     if name == "videos":
         return VideoFolderClips(get_option(cfg, "root"), **common)
-    raise ValueError(f"data.name must be one of nuscenes, synthetic, videos; got {name!r}")
+    if name == "images":
+        from drivesim.data.images import ImageFolderClips
+
+        for key in ("stride",):
+            common.pop(key)
+        return ImageFolderClips(get_option(cfg, "root"), prompt=str(get_option(cfg, "prompt", "")), **common)
+    raise ValueError(f"data.name must be one of nuscenes, synthetic, videos, images; got {name!r}")

@@ -26,7 +26,11 @@ SPATIAL_ATTENTION_TARGETS = (
     r"(?:down_blocks\.\d+|mid_block|up_blocks\.\d+)\.attentions\.\d+\.transformer_blocks\.\d+"
     r"\.attn[12]\.(?:to_q|to_k|to_v|to_out\.0)"
 )
+# The spatial ResNets' 3x3 convolutions, for subjects that attention alone cannot learn (`targets`).
+SPATIAL_CONV_TARGETS = r"(?:down_blocks\.\d+|mid_block|up_blocks\.\d+)\.resnets\.\d+\.(?:conv1|conv2)"
 NEVER_TARGETS = r".*(?:temporal|condition_).*"
+TARGETS = {"attention": SPATIAL_ATTENTION_TARGETS,
+           "attention+conv": f"(?:{SPATIAL_ATTENTION_TARGETS})|(?:{SPATIAL_CONV_TARGETS})"}
 
 
 @dataclass
@@ -37,8 +41,11 @@ class LoraOptions:
     alpha: int | None = None  # None: alpha = rank, a scale of 1
     dropout: float = 0.0
     adapter_name: str = "default"
+    targets: str = "attention"  # attention | attention+conv (the spatial ResNet convs too)
 
     def __post_init__(self) -> None:
+        if self.targets not in TARGETS:
+            raise ValueError(f"LoraOptions.targets must be one of {', '.join(TARGETS)}, got {self.targets!r}")
         if self.rank < 1:
             raise ValueError(f"LoraOptions.rank must be >= 1, got {self.rank}")
         if not 0.0 <= self.dropout < 1.0:
@@ -46,7 +53,7 @@ class LoraOptions:
 
     def peft_config(self, exclude: bool = True) -> LoraConfig:
         return LoraConfig(r=self.rank, lora_alpha=self.alpha if self.alpha is not None else self.rank,
-                          lora_dropout=self.dropout, target_modules=SPATIAL_ATTENTION_TARGETS,
+                          lora_dropout=self.dropout, target_modules=TARGETS[self.targets],
                           exclude_modules=NEVER_TARGETS if exclude else None, init_lora_weights=True)
 
 

@@ -24,6 +24,7 @@ class Supports:
     ego: bool = False
     stage: bool = False
     max_instances: int = 64
+    max_waypoints: int = 8
 
     @classmethod
     def of(cls, unet: VideoUNet) -> Supports:
@@ -32,7 +33,8 @@ class Supports:
             return cls()
         o = enc.options
         return cls(context=bool(o.context), context_noise=bool(o.context and o.context_noise), boxes=bool(o.boxes),
-                   labels=bool(o.labels), ego=bool(o.ego), stage=bool(o.stage), max_instances=int(o.max_instances))
+                   labels=bool(o.labels), ego=bool(o.ego), stage=bool(o.stage), max_instances=int(o.max_instances),
+                   max_waypoints=int(o.max_waypoints))
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,13 @@ def frame_condition(frames: Sequence[FrameCondition], supports: Supports, scene:
     if supports.ego:
         cond.ego_speed = torch.tensor([[f.ego_speed for f in frames]], dtype=torch.float32, device=device)
         cond.ego_yaw_rate = torch.tensor([[f.ego_yaw_rate for f in frames]], dtype=torch.float32, device=device)
+        k = max((len(f.waypoints) for f in frames if f.waypoints), default=0)
+        if k:  # unknown waypoints (a frame without, or past its own K) are NaN
+            points = torch.full((1, t, k, 2), float("nan"))
+            for i, f in enumerate(frames):
+                if f.waypoints:
+                    points[0, i, :len(f.waypoints)] = torch.tensor(f.waypoints, dtype=torch.float32)
+            cond.ego_waypoints = points[:, :, :supports.max_waypoints].to(device)
     if scene.text is not None:
         cond.text = scene.text.reshape(1, *scene.text.shape[-2:]).to(device)
     return cond

@@ -35,6 +35,7 @@ class StageModel:
     frames: int
     context_noise_level: float = 0.0
     stage_ids: tuple[int, ...] = (0, 1)  # per interpolation pass (interpolation only)
+    sampler: SamplerSettings | None = None  # this stage's own steps / guidance (None: the engine's)
 
     @property
     def supports(self) -> Supports:
@@ -94,10 +95,12 @@ class Engine:
 
     def validate(self) -> None:
         """Fail early (before anything is written) on sampler settings the first chunk would reject."""
-        make_scheduler(self.sampler.name, self.schedule, self.sampler.timestep_spacing, self.sampler.eta)
-        GuidancePlan.build(VideoCondition(), self.sampler.guidance, self.sampler.guidance_mode)
-        if self.sampler.steps < 1:
-            raise ValueError(f"sampler.steps must be >= 1, got {self.sampler.steps}")
+        for s in [self.sampler] + [m.sampler for m in (self.prediction, self.image, self.interpolation)
+                                   if m is not None and m.sampler is not None]:
+            make_scheduler(s.name, self.schedule, s.timestep_spacing, s.eta)
+            GuidancePlan.build(VideoCondition(), s.guidance, s.guidance_mode)
+            if s.steps < 1:
+                raise ValueError(f"sampler.steps must be >= 1, got {s.steps}")
         if self.interpolation is not None and ((self.interpolation.frames - 1) % INTERPOLATION_FACTOR
                                                or self.interpolation.frames < INTERPOLATION_FACTOR + 1):
             raise ValueError(f"the interpolation model runs on {self.interpolation.frames} frames; "
@@ -141,10 +144,10 @@ class Engine:
                 gen: torch.Generator, given: GivenFrames | None = None) -> Tensor:
         h, w = self.latent_size
         noise = torch.randn(1, frames, self.latent_channels, h, w, generator=gen).to(self.device)
-        scheduler = make_scheduler(self.sampler.name, self.schedule, self.sampler.timestep_spacing, self.sampler.eta)
-        denoiser = GuidedDenoiser(_in_model_dtype(stage.unet), self.sampler.guidance, self.sampler.guidance_mode,
-                                  scene.null_text, self.sampler.max_batch)
-        return sample_video(denoiser, scheduler, noise, cond, self.sampler.steps, given, gen)
+        s = stage.sampler or self.sampler
+        scheduler = make_scheduler(s.name, self.schedule, s.timestep_spacing, s.eta)
+        denoiser = GuidedDenoiser(_in_model_dtype(stage.unet), s.guidance, s.guidance_mode, scene.null_text, s.max_batch)
+        return sample_video(denoiser, scheduler, noise, cond, s.steps, given, gen)
 
     def _image_key(self, plan: RolloutPlan, timeline: Timeline, scene: SceneInputs,
                    gen: torch.Generator) -> dict[int, Tensor]:

@@ -32,9 +32,10 @@ class LoadedCascade:
     size: tuple[int, int]  # output frame (H, W) pixels
     text_encoder: Any | None
     stages: dict[str, str]  # stage -> export path (for run.json)
+    upsampler: Any | None = None  # drivesim.pipelines.upsample.Upsampler (video_hr.mp4)
 
 
-def _stage_exports(checkpoint: str, interpolation: str | None) -> dict[str, Export]:
+def _stage_exports(checkpoint: str, interpolation: str | None, **extra: str | None) -> dict[str, Export]:
     path = Path(checkpoint)
     exports = find_cascade(path)
     if "temporal" not in exports:
@@ -48,6 +49,9 @@ def _stage_exports(checkpoint: str, interpolation: str | None) -> dict[str, Expo
             exports["image"] = parent
     if interpolation is not None:
         exports["interpolation"] = read_export(interpolation, stage="interpolation")
+    for stage, given in extra.items():  # upsampler=, decoder=, lora= (else the cascade folder's own)
+        if given is not None:
+            exports[stage] = read_export(given, stage=stage)
     return exports
 
 
@@ -68,9 +72,18 @@ def _stage_ids(export: Export) -> tuple[int, ...]:
     return (first, first + 1)
 
 
+def sampler_settings(sampler: Any) -> SamplerSettings:
+    """A `sampler` config node (conf/sampler/, schema SamplerConfig) as the engine's settings."""
+    return SamplerSettings(
+        name=str(sampler.name), steps=int(sampler.steps), eta=float(sampler.eta),
+        timestep_spacing=sampler.timestep_spacing, guidance={k: float(v) for k, v in dict(sampler.guidance).items()},
+        guidance_mode=str(sampler.guidance_mode), max_batch=int(sampler.max_batch))
+
+
 def load_cascade(checkpoint: str | None, interpolation: str | None, sampler: Any, *, passes: int = 1,
                  device: str = "cpu", precision: str = "fp32", context_frames: int = 2,
-                 decode_chunk: int = 8) -> LoadedCascade:
+                 decode_chunk: int = 8, upsampler: str | None = None, decoder: str | None = None,
+                 lora: str | None = None) -> LoadedCascade:
     """Read the exports, build every stage's model on `device`, and the engine over them."""
     if not checkpoint:
         raise GenerateError("checkpoint= is required: a temporal (prediction) export or a cascade folder")
@@ -80,28 +93,32 @@ def load_cascade(checkpoint: str | None, interpolation: str | None, sampler: Any
         raise GenerateError(f"interpolation_passes={passes}: 1 (x4) or 2 (x16)")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise GenerateError(f"device={device}: CUDA is not available on this machine")
-    exports = _stage_exports(checkpoint, interpolation)
+    exports = _stage_exports(checkpoint, interpolation, upsampler=upsampler, decoder=decoder, lora=lora)
     prediction = exports["temporal"]
     dtype = DTYPES[precision]
     level = sampler.context_noise_level
+    from drivesim.pipelines.cascade_stages import apply_lora, check_same_autoencoder
+
+    for name in ("upsampler", "decoder"):
+        if name in exports:
+            check_same_autoencoder(exports[name], prediction, name)
+    lora_export = exports.get("lora")
 
     def stage(export: Export) -> StageModel:
-        unet = export.build_unet().to(device=device, dtype=dtype)
+        unet = apply_lora(export.build_unet(), export, lora_export, required=export is prediction)
+        unet = unet.to(device=device, dtype=dtype)
         if export.stage == "image":  # one frame at a time, no context
             return StageModel(unet, 1, 0.0)
         noise = context_noise_mean(export) if level is None else float(level)
         return StageModel(unet, int(export.frames), noise, _stage_ids(export))
 
-    vae = prediction.load_vae().to(device=device, dtype=dtype).eval()
+    vae = exports.get("decoder", prediction).load_vae().to(device=device, dtype=dtype).eval()
     size = (int(prediction.size[0]), int(prediction.size[1]))
     down = int(vae.downscale)
     if size[0] % down or size[1] % down:
         raise GenerateError(f"{prediction.path}: frame size {list(size)} is not a multiple of the autoencoder's "
                             f"downscale {down}")
-    settings = SamplerSettings(
-        name=str(sampler.name), steps=int(sampler.steps), eta=float(sampler.eta),
-        timestep_spacing=sampler.timestep_spacing, guidance={k: float(v) for k, v in dict(sampler.guidance).items()},
-        guidance_mode=str(sampler.guidance_mode), max_batch=int(sampler.max_batch))
+    settings = sampler_settings(sampler)
     engine = Engine(
         prediction=stage(prediction), vae=vae, schedule=prediction.scheduler_config(), sampler=settings,
         fps=float(prediction.fps), latent_size=(size[0] // down, size[1] // down),
@@ -114,4 +131,9 @@ def load_cascade(checkpoint: str | None, interpolation: str | None, sampler: Any
     text = prediction.text_encoder()
     if text is not None:
         text = text.to(device).eval()
-    return LoadedCascade(engine, prediction, size, text, {k: str(v.path) for k, v in exports.items()})
+    up = None
+    if "upsampler" in exports:
+        from drivesim.pipelines.cascade_stages import load_upsampler
+
+        up = load_upsampler(exports["upsampler"], vae, settings, device, dtype, decode_chunk)
+    return LoadedCascade(engine, prediction, size, text, {k: str(v.path) for k, v in exports.items()}, up)

@@ -44,26 +44,77 @@ class Job:
 
 
 def run_generate(cfg: DictConfig) -> int:
+    if cfg.get("scenarios") or cfg.get("replay_split"):
+        from drivesim.pipelines.predict import run_predict
+
+        return run_predict(cfg)
     try:
         job = prepare(cfg)
     except (GenerateError, ScenarioError, ExportError, RunMismatchError, ValueError) as exc:
         sys.stderr.write(f"drivesim generate: {' '.join(str(exc).split())}\n")
         return EXIT_USAGE
     for seed, folder, settings in job.runs:
-        log.info("seed %d -> %s (%d s at %g fps)", seed, folder, job.seconds, job.cascade.engine.out_fps)
-        result = rollout_to_folder(job.cascade.engine, job.timeline, job.scene, folder, seed, job.seconds, settings,
-                                   resume=bool(cfg.resume), given=job.given, record=_record(job))
-        for path in result.paths.values():
-            sys.stdout.write(f"{path}\n")
+        for line in run_one(job, cfg, seed, folder, settings):
+            sys.stdout.write(f"{line}\n")
     return 0
 
 
-def prepare(cfg: DictConfig) -> Job:
-    """Load and check every input; raises one-line errors, writes nothing."""
-    cascade = load_cascade(cfg.checkpoint, cfg.interpolation, cfg.sampler, passes=int(cfg.interpolation_passes),
-                           device=str(cfg.device), precision=str(cfg.precision),
-                           context_frames=int(cfg.context_frames), decode_chunk=int(cfg.decode_chunk))
+def run_one(job: Job, cfg: DictConfig, seed: int, folder: Path, settings: dict[str, Any]) -> list[str]:
+    """Roll out one seed of a prepared job into `folder` (and the dataset, format=nuscenes); the paths made."""
+    lines: list[str] = []
+    log.info("seed %d -> %s (%d s at %g fps)", seed, folder, job.seconds, job.cascade.engine.out_fps)
+    result = rollout_to_folder(job.cascade.engine, job.timeline, job.scene, folder, seed, job.seconds, settings,
+                               resume=bool(cfg.resume), given=job.given, record=_record(job))
+    for path in result.paths.values():
+        lines.append(str(path))
+    if cfg.format == "nuscenes":
+        from drivesim.pipelines.nuscenes_export import export_rollout
+
+        name = export_rollout(folder, job.scenario, job.timeline.camera, job.cascade.engine.out_fps, seed,
+                              cfg.out, str(cfg.dataset_version))
+        lines.append(f"{Path(cfg.out) / str(cfg.dataset_version)} scene {name}")
+    if job.cascade.upsampler is not None:
+        from drivesim.pipelines.upsample import upsample_folder
+
+        hr = upsample_folder(job.cascade.upsampler, folder, seed, job.cascade.engine.out_fps, result.frames,
+                             _upsample_seconds(cfg))
+        lines.append(str(hr))
+    return lines
+
+
+def _upsample_seconds(cfg: DictConfig) -> float | None:
+    """`upsample_seconds`, else 2 s on CPU and the whole video on a GPU (None)."""
+    from drivesim.pipelines.upsample import CPU_SECONDS
+
+    if cfg.upsample_seconds is not None:
+        return float(cfg.upsample_seconds)
+    return CPU_SECONDS if str(cfg.device) == "cpu" else None
+
+
+def cascade_from_config(cfg: DictConfig, device: str | None = None) -> LoadedCascade:
+    """The exports a `generate` config names, loaded on `device` (default: `cfg.device`)."""
+    return load_cascade(cfg.checkpoint, cfg.interpolation, cfg.sampler, passes=int(cfg.interpolation_passes),
+                        device=str(device or cfg.device), precision=str(cfg.precision),
+                        context_frames=int(cfg.context_frames), decode_chunk=int(cfg.decode_chunk),
+                        upsampler=cfg.upsampler, decoder=cfg.decoder, lora=cfg.lora)
+
+
+def prepare(cfg: DictConfig, cascade: LoadedCascade | None = None) -> Job:
+    """Load and check every input (the exports unless `cascade` is given); raises one-line errors, writes nothing."""
+    cascade = cascade or cascade_from_config(cfg)
+    if cfg.upsample_seconds is not None and not float(cfg.upsample_seconds) > 0:
+        raise GenerateError(f"upsample_seconds={cfg.upsample_seconds}: must be > 0")
+    if cfg.format not in ("video", "nuscenes"):
+        raise GenerateError(f"format={cfg.format}: video or nuscenes")
     engine = cascade.engine
+    if cfg.get("interpolation_sampler") is not None:
+        if not isinstance(cfg.interpolation_sampler, DictConfig):
+            raise GenerateError(f"interpolation_sampler={cfg.interpolation_sampler}: pick a sampler as "
+                                "sampler@interpolation_sampler=ddim (then interpolation_sampler.steps=N)")
+        if engine.interpolation is not None:
+            from drivesim.pipelines.loading import sampler_settings
+
+            engine.interpolation.sampler = sampler_settings(cfg.interpolation_sampler)
     engine.validate()
     given: GivenContext | None = None
     if cfg.scenario.get("replay") is not None:
@@ -105,6 +156,10 @@ def prepare(cfg: DictConfig) -> Job:
     runs: list[tuple[int, Path, dict[str, Any]]] = []
     for seed in seeds:
         folder = Path(cfg.out) / f"seed_{seed}" if len(seeds) > 1 else Path(cfg.out)
+        if cfg.format == "nuscenes":  # out= is the dataset; the rollouts (resumable) live beside its tables
+            from drivesim.pipelines.nuscenes_export import scene_name
+
+            folder = Path(cfg.out) / "rollouts" / scene_name(scenario.name, seed)
         settings = {**identity, "seed": seed}
         RolloutStore(folder).check_config(settings, bool(cfg.resume))
         runs.append((seed, folder, settings))

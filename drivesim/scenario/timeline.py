@@ -32,6 +32,7 @@ class FrameCondition:
     ego_speed: float  # NaN = unknown
     ego_yaw_rate: float  # NaN = unknown
     boxes: tuple[BoxRecord, ...]
+    waypoints: tuple[tuple[float, float], ...] | None = None  # (K, 2) m, ego frame (closed loop); None = unknown
 
     def to_json(self, frame: int) -> dict[str, object]:
         """The `conditions.jsonl` object of output frame `frame` (unknown ego values are null)."""

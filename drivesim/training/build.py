@@ -85,10 +85,11 @@ def _split_sets(resolved: Resolved) -> tuple[Dataset, Dataset | None]:
     return train, val
 
 
-def load_autoencoder(folder: Path) -> Any:
+def load_autoencoder(folder: Path, temporal_decoder: bool = False) -> Any:
     from drivesim.models.vae import VideoVAE
 
-    return VideoVAE(AutoencoderKL.from_pretrained(folder, local_files_only=True).eval())
+    return VideoVAE(AutoencoderKL.from_pretrained(folder, local_files_only=True).eval(),
+                    temporal_decoder=temporal_decoder)
 
 
 def build_train_data(resolved: Resolved, out: Path) -> TrainData:
@@ -131,6 +132,12 @@ def build_module(resolved: Resolved, data: TrainData) -> L.LightningModule:
         kwargs = OmegaConf.to_container(cfg.model.autoencoder, resolve=True)
         module: Any = AutoencoderModule(build_autoencoder(kwargs), cfg.stage, cfg.trainer,  # type: ignore[arg-type]
                                         int(cfg.seed))
+    elif resolved.stage == "decoder":
+        from drivesim.training.decoder_module import DecoderModule
+
+        assert resolved.autoencoder_path is not None
+        vae = load_autoencoder(resolved.autoencoder_path, temporal_decoder=True)
+        module = DecoderModule(vae, cfg.stage, cfg.trainer, int(cfg.seed))
     else:
         module = _diffusion_module(resolved)
     module.dataset_size = len(data.train_set)  # type: ignore[arg-type]
@@ -152,9 +159,21 @@ def _diffusion_module(resolved: Resolved) -> Any:
         model_cfg.pretrained = resolved.sd_weights
         if resolved.stage == "interpolation" and model_cfg.conditioning is not None:
             model_cfg.conditioning.stage = True  # the stage id tells the interpolation passes apart
-    unet = build_video_unet(model_cfg)
-    if resolved.image_parent is not None:
-        load_parent_groups(unet, resolved.image_parent, ("spatial", "condition", "temporal"))
+        if resolved.stage == "upsampler":
+            from drivesim.training.upsampler_module import upsampler_conditioning
+
+            embed = int((model_cfg.conditioning or {}).get("embed_dim", 64))
+            model_cfg.conditioning = upsampler_conditioning(embed)
+            model_cfg.extra_in_channels = int(model_cfg.latent_channels)
+    if resolved.stage == "lora":
+        assert resolved.image_parent is not None
+        unet = resolved.image_parent.build_unet().train()  # exactly the parent's model, then adapters
+    else:
+        unet = build_video_unet(model_cfg)
+    if resolved.image_parent is not None and resolved.stage != "lora":
+        # The upsampler has encoders of its own: it takes the parent's spatial and temporal layers only.
+        groups = ("spatial", "temporal") if resolved.stage == "upsampler" else ("spatial", "condition", "temporal")
+        load_parent_groups(unet, resolved.image_parent, groups)
     text = None
     if cfg.model.text_encoder:
         text = build_text_encoder(str(cfg.model.text_encoder), unet.cross_attention_dim)
@@ -166,6 +185,20 @@ def _diffusion_module(resolved: Resolved) -> Any:
     vae = load_autoencoder(resolved.autoencoder_path) if resolved.autoencoder_path is not None else None
     objective = DiffusionObjective(dict(model_cfg.noise_schedule), str(model_cfg.prediction_type),
                                    cfg.stage.min_snr_gamma)
-    return DiffusionModule(unet, objective, cfg.stage, cfg.trainer, int(cfg.seed),
-                           frame_size=(int(cfg.data.size[0]), int(cfg.data.size[1])), vae=vae,
-                           text_encoder=text, dropout=dropout)
+    args = (unet, objective, cfg.stage, cfg.trainer, int(cfg.seed))
+    kwargs: dict[str, Any] = {"frame_size": (int(cfg.data.size[0]), int(cfg.data.size[1])), "vae": vae,
+                              "text_encoder": text, "dropout": dropout}
+    if resolved.stage == "upsampler":
+        from drivesim.training.upsampler_module import UpsamplerModule
+
+        patch = (int(model_cfg.latent_size[0]), int(model_cfg.latent_size[1]))
+        return UpsamplerModule(*args, patch=patch, **kwargs)
+    if resolved.stage == "lora":
+        from drivesim.models.lora import LoraOptions
+        from drivesim.training.lora_module import LoraModule
+
+        options = LoraOptions(rank=int(cfg.stage.lora_rank), alpha=cfg.stage.lora_alpha,
+                              targets=str(cfg.stage.lora_targets))
+        assert resolved.image_parent is not None  # resolve() requires one for lora
+        return LoraModule(*args, options=options, parent=resolved.image_parent, **kwargs)
+    return DiffusionModule(*args, **kwargs)

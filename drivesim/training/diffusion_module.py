@@ -41,6 +41,8 @@ class DiffusionModule(StageModule):
         self.objective = objective
         self.stage_cfg = stage_cfg
         self.stage_name = "temporal" if stage_cfg.name == "prediction" else str(stage_cfg.name)
+        # The image objective (per-frame timesteps, temporal layers bypassed): image and lora stages.
+        self.image_like = self.stage_name in ("image", "lora")
         self.frame_size = frame_size
         self.vae = vae.requires_grad_(False).eval() if vae is not None else None
         self.text_encoder: Any = text_encoder
@@ -91,7 +93,7 @@ class DiffusionModule(StageModule):
         b, t = latents.shape[:2]
         n = self.objective.num_train_timesteps
         dev = latents.device
-        if self.stage_name == "image":
+        if self.image_like:
             timesteps = per_sample(generators, "randint", (t,), high=n)
         else:
             timesteps = per_sample(generators, "randint", (), high=n)[:, None].expand(b, t)
@@ -106,12 +108,12 @@ class DiffusionModule(StageModule):
             factor = int(self.stage_cfg.interpolation_factor)
             context = (torch.arange(t) % factor == 0).float()[None, :].expand(b, t).clone()
         image_only = torch.zeros(b, dtype=torch.bool)
-        if self.stage_name == "image":
+        if self.image_like:
             image_only[:] = True
         elif float(self.stage_cfg.image_fraction) > 0:
             image_only = uniforms[:, len(DROPPABLE) + 2] < float(self.stage_cfg.image_fraction)
             context = context * (~image_only)[:, None].float()
-        if self.stage_name != "image":
+        if not self.image_like:
             level = per_sample(generators, "rand", ()) * float(self.stage_cfg.context_noise_max)
             aug = per_sample(generators, "randn", tuple(latents.shape[1:])).to(dev, latents.dtype)
             cond = replace(cond, context_latents=augment_context(latents, context.to(dev), level.to(dev), noise=aug),

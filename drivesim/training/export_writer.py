@@ -51,7 +51,9 @@ def write_export(target: Path, *, stage: str, cfg: DictConfig, module: Any, data
     tmp.mkdir(parents=True)
     atomic_write_text(tmp / CONFIG_FILE, OmegaConf.to_yaml(cfg))
     with module.ema_weights(), torch.no_grad():
-        if stage == "autoencoder":
+        if hasattr(module, "export_files"):  # a stage that writes its own weights (decoder, lora)
+            arch, spatial, prediction = module.export_files(tmp, cfg)
+        elif stage == "autoencoder":
             module.autoencoder.save_pretrained(tmp / AUTOENCODER_DIR, safe_serialization=True)
             arch = spatial = _ae_hash(module)
             prediction = None

@@ -51,6 +51,8 @@ def cache_key(data_cfg: DictConfig, split: str | None, autoencoder_digest: str) 
     data = OmegaConf.to_container(data_cfg, resolve=True)
     assert isinstance(data, dict)
     identity = {k: data.get(k) for k in _IDENTITY_KEYS}
+    if data.get("prompt"):  # an image folder's description is cached with its clips
+        identity["prompt"] = data["prompt"]
     root = Path(str(data["root"])).resolve()
     identity["root"] = str(root)
     payload = json.dumps({"format": CACHE_FORMAT, "data": identity, "split": split,

@@ -19,7 +19,10 @@ from drivesim.exports import MARKER, Export, ExportError, read_export
 
 log = logging.getLogger(__name__)
 STAGE_ALIASES = {"prediction": "temporal"}
-TRAINABLE_STAGES = ("autoencoder", "image", "temporal", "interpolation")
+TRAINABLE_STAGES = ("autoencoder", "image", "temporal", "interpolation", "upsampler", "decoder", "lora")
+# The export stages `model.pretrained` may name, per training stage (default: an image export).
+PARENT_STAGES: dict[str, tuple[str, ...]] = {"lora": ("image", "temporal"), "upsampler": ("image", "temporal"),
+                                             "decoder": ("image", "temporal", "interpolation")}
 
 
 class TrainConfigError(ValueError):
@@ -34,7 +37,7 @@ class Resolved:
     stage: str
     autoencoder_path: Path | None  # the diffusers AutoencoderKL folder latents come from
     autoencoder_parent: Path | None  # what the export records as its autoencoder parent
-    image_parent: Export | None  # the `image` export a temporal / interpolation stage starts from
+    image_parent: Export | None  # the export a stage starts from (image; image or temporal for lora / upsampler)
     sd_weights: str | None  # local SD UNet weights to inflate (no image export)
 
 
@@ -91,7 +94,7 @@ def resolve(cfg: DictConfig) -> Resolved:
     if stage != "autoencoder":
         if model.pretrained and (Path(model.pretrained) / MARKER).is_file():
             try:
-                image_parent = read_export(model.pretrained, stage="image")
+                image_parent = read_export(model.pretrained, stage=PARENT_STAGES.get(stage, "image"))
             except ExportError as exc:
                 raise TrainConfigError(f"model.pretrained: {exc}") from exc
             if stage == "image":
@@ -99,6 +102,9 @@ def resolve(cfg: DictConfig) -> Resolved:
                                        "not from an export")
         elif model.pretrained:
             sd_weights = str(model.pretrained)
+        if stage == "lora" and image_parent is None:
+            raise TrainConfigError("model.pretrained: the lora stage personalises an image or temporal export; "
+                                   "give its folder")
         if model.vae:
             ae_path, ae_parent = _autoencoder_folder("model.vae", Path(model.vae))
         elif image_parent is not None:
@@ -137,7 +143,17 @@ def _fill_data(cfg: DictConfig, stage: str, ae_path: Path | None) -> None:
         raise TrainConfigError(f"model.latent_channels={model.latent_channels} but the autoencoder makes "
                                f"{latent_channels}-channel latents")
     want_size = [int(s) * downscale for s in model.latent_size]
-    if data.size is None:
+    if stage == "lora":
+        from drivesim.models.lora import TARGETS
+
+        if str(cfg.stage.lora_targets) not in TARGETS or int(cfg.stage.lora_rank) < 1:
+            raise TrainConfigError(f"stage.lora_targets={cfg.stage.lora_targets}, stage.lora_rank="
+                                   f"{cfg.stage.lora_rank}: choose targets from {', '.join(TARGETS)} and rank >= 1")
+    if stage == "decoder" and bool(cfg.stage.cache_latents):
+        raise TrainConfigError("stage.cache_latents=true: the decoder stage trains on frames; set it false")
+    if stage == "upsampler":
+        _check_upsampler_size(cfg, downscale)
+    elif data.size is None:
         data.size = want_size
     elif [int(s) for s in data.size] != want_size:
         raise TrainConfigError(f"data.size={list(data.size)} but model.latent_size={list(model.latent_size)} x "
@@ -163,3 +179,24 @@ def _fill_data(cfg: DictConfig, stage: str, ae_path: Path | None) -> None:
         if not choices or min(choices) < 0 or max(choices) >= int(data.frames):
             raise TrainConfigError(f"stage.context_frames={choices} must lie in [0, data.frames - 1 = "
                                    f"{int(data.frames) - 1}]")
+
+
+def _check_upsampler_size(cfg: DictConfig, downscale: int) -> None:
+    """data.size is the high-res frame (default: upscale x the low-res model's frame); patches are
+    model.latent_size latents, so the size must be a multiple of upscale x downscale and hold a patch."""
+    model, data, up = cfg.model, cfg.data, int(cfg.stage.upscale)
+    if up < 1:
+        raise TrainConfigError(f"stage.upscale={up} must be >= 1")
+    if data.size is None:
+        data.size = [int(s) * downscale * up for s in model.latent_size]
+    size = [int(s) for s in data.size]
+    step = up * downscale
+    if size[0] % step or size[1] % step:
+        raise TrainConfigError(f"data.size={size} must be a multiple of stage.upscale x the autoencoder's downscale "
+                               f"({step}) for the upsampler")
+    patch = [int(s) * downscale for s in model.latent_size]
+    if patch[0] > size[0] or patch[1] > size[1]:
+        raise TrainConfigError(f"model.latent_size={list(model.latent_size)} (patches of {patch} pixels) is larger "
+                               f"than data.size={size}")
+    if bool(cfg.stage.cache_latents):
+        raise TrainConfigError("stage.cache_latents=true: the upsampler encodes frames at two sizes; set it false")

@@ -1,0 +1,58 @@
+"""metrics.json of the demo: the cheap synthetic-domain metrics of the generated clip against its scene.
+
+One `evaluate_folder` call per metric group, so that a group whose network weights are absent is
+listed under `unavailable` with its reason while the others are still measured; nothing is
+substituted. FID (the real Inception, about 0.5 s per frame on 2 cores) and FVD (a local I3D) are
+left to `drivesim evaluate` and `benchmarks/synth_bench.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from drivesim.config.protocol import ProtocolConfig
+
+log = logging.getLogger(__name__)
+NOT_RUN = {"fid": "not run by the demo (the FID Inception costs about 0.5 s per frame): drivesim evaluate",
+           "fvd": "not run by the demo (needs a local I3D file): drivesim evaluate i3d=PATH"}
+
+
+def demo_protocol(protocol: ProtocolConfig, fps: float) -> ProtocolConfig:
+    """The protocol, at the video's fps when the cascade cannot reach the protocol's (said in the record)."""
+    if abs(fps - protocol.fps) < 1e-6:
+        return protocol
+    note = f" [demo: measured at the cascade's {fps:g} fps, not the protocol's {protocol.fps:g}: not comparable]"
+    return replace(protocol, fps=fps, description=protocol.description + note)
+
+
+def measure(generated: Path, protocol: ProtocolConfig, fps: float, groups: list[str], data: dict | None = None,
+            cache: bool = False) -> dict[str, Any]:
+    """{"protocol", "metrics", "unavailable", "not_run"} of the videos under `generated` against `data` (a
+    dataset config; None: the protocol's own real side)."""
+    from drivesim.data.errors import DataError
+    from drivesim.metrics.evaluate import evaluate_folder
+    from drivesim.metrics.suite import Unavailable
+
+    proto = demo_protocol(protocol, fps)
+    report: dict[str, Any] = {"protocol": None, "metrics": {}, "unavailable": {},
+                              "not_run": {k: v for k, v in NOT_RUN.items() if k not in groups}}
+    for group in groups:
+        try:
+            part = evaluate_folder(generated, data=data, protocol=proto, metrics=[group], cache=cache)
+        except (Unavailable, DataError) as exc:  # DataError: e.g. the scene is shorter than one clip
+            report["unavailable"][group] = " ".join(str(exc).split())
+            log.warning("%s: unavailable: %s", group, report["unavailable"][group])
+            continue
+        report["metrics"].update(part["metrics"])
+        if report["protocol"] is None:
+            report["protocol"] = part["protocol"]
+        else:
+            report["protocol"]["extractors"].update(part["protocol"]["extractors"])
+    if report["protocol"] is None:
+        from drivesim.metrics.protocol import protocol_record
+
+        report["protocol"] = protocol_record(proto, {}, {"root": str(generated)}, {"data": data})
+    return report

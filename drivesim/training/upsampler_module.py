@@ -1,0 +1,127 @@
+"""The `upsampler` stage: an x4 video upsampler in latent space (Video LDM section 3.4, latent variant).
+
+The high-res clip's frames are encoded as they are (the target) and downscaled by `stage.upscale`
+(kornia, antialiased) then encoded (the low-res input), as the cascade's low-res frames will be.
+The low-res latents, repeated x`upscale` (nearest) onto the high-res latent grid, are
+noise-augmented at a level drawn per sample in [0, `stage.noise_aug_max`] and enter through the
+UNet's zero-init extra input channels; the level enters through the `noise_aug` embedding. Each
+sample trains on one random patch of `model.latent_size` latents at the same place in every frame,
+so the temporal layers learn to upsample neighbouring frames consistently; at generation the UNet
+runs convolutionally on whole frames.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kornia
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from drivesim.models.condition import VideoCondition
+from drivesim.models.conditioning.context import augment_context
+from drivesim.models.folding import fold_frames, unfold_frames
+from drivesim.training.adapter import frames_to_unit
+from drivesim.training.data import TrainBatch
+from drivesim.training.diffusion_module import VAL_BUCKETS, DiffusionModule
+from drivesim.training.randomness import per_sample
+
+LOWRES_KEY = "lowres"
+
+
+def upsampler_conditioning(embed_dim: int) -> dict[str, Any]:
+    """The upsampler's condition encoders: the noise-augmentation level only (the low-res frames come
+    in through the extra input channels)."""
+    return {"context": False, "context_noise": False, "boxes": False, "labels": False, "ego": False,
+            "noise_aug": True, "stage": False, "embed_dim": int(embed_dim),
+            "dropout": {"context": 0.0, "boxes": 0.0, "labels": 0.0, "ego": 0.0, "text": 0.0}}
+
+
+def lowres_input(lowres: Tensor, upscale: int) -> Tensor:
+    """Low-res latents (B, T, C, h, w) -> (B, T, C, h*upscale, w*upscale), nearest (each latent repeated)."""
+    t = lowres.shape[1]
+    return unfold_frames(F.interpolate(fold_frames(lowres), scale_factor=upscale, mode="nearest"), t)
+
+
+def upsampler_condition(lowres_up: Tensor, level: Tensor, noise: Tensor) -> VideoCondition:
+    """The condition of low-res latents already on the high-res grid, augmented at `level` (B,) with `noise`."""
+    mask = torch.ones(lowres_up.shape[:2], device=lowres_up.device)
+    augmented = augment_context(lowres_up, mask, level.to(lowres_up.device), noise=noise)
+    return VideoCondition(noise_aug_level=level.to(lowres_up.device), extra={LOWRES_KEY: augmented})
+
+
+def crop_latents(x: Tensor, offsets: Tensor, patch: tuple[int, int]) -> Tensor:
+    """(B, T, C, H, W) -> (B, T, C, ph, pw) at per-sample offsets (B, 2) in [0, 1), same place every frame."""
+    ph, pw = patch
+    h, w = x.shape[-2:]
+    out = []
+    for sample, (u, v) in zip(x, offsets.tolist()):
+        y, z = int(u * (h - ph + 1)), int(v * (w - pw + 1))
+        out.append(sample[..., y : y + ph, z : z + pw])
+    return torch.stack(out)
+
+
+class UpsamplerModule(DiffusionModule):
+    """DiffusionModule whose inputs are (high-res patch, augmented low-res patch); every frame is denoised."""
+
+    def __init__(self, *args: Any, patch: tuple[int, int], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.patch = patch
+        self.upscale = int(self.stage_cfg.upscale)
+        self.noise_aug_max = float(self.stage_cfg.noise_aug_max)
+
+    @torch.no_grad()
+    def encoded_pair(self, batch: TrainBatch) -> tuple[Tensor, Tensor]:
+        """(high-res latents, low-res latents on the high-res grid), both (B, T, C, H/8, W/8) for SD."""
+        if self.vae is None:
+            raise RuntimeError("the upsampler needs the autoencoder (model.vae)")
+        frames = frames_to_unit(batch.clips.frames).to(self.device)
+        t = frames.shape[1]
+        small = kornia.geometry.transform.rescale(fold_frames(frames), 1.0 / self.upscale, antialias=True)
+        vae: Any = self.vae
+        high = vae.encode_video(frames)
+        low = vae.encode_video(unfold_frames(small.clamp(-1, 1), t))
+        return high, lowres_input(low, self.upscale)
+
+    def inputs(self, batch: TrainBatch, generators: list[torch.Generator],
+               timesteps: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, VideoCondition]:
+        """(high-res patch latents, timesteps (B, T), noise, condition); one fixed order of per-sample draws."""
+        high, low_up = self.encoded_pair(batch)
+        b, t = high.shape[:2]
+        offsets = per_sample(generators, "rand", (2,))
+        steps = per_sample(generators, "randint", (), high=self.objective.num_train_timesteps)
+        level = per_sample(generators, "rand", ()) * self.noise_aug_max
+        target = crop_latents(high, offsets, self.patch)
+        low = crop_latents(low_up, offsets, self.patch)
+        noise = per_sample(generators, "randn", tuple(target.shape[1:])).to(target.device, target.dtype)
+        aug = per_sample(generators, "randn", tuple(low.shape[1:])).to(low.device, low.dtype)
+        cond = upsampler_condition(low, level, aug)
+        if self.prompts is not None:
+            from dataclasses import replace
+
+            cond = replace(cond, text=self.prompts([s.description for s in batch.clips.sources]).to(self.device))
+        chosen = steps[:, None].expand(b, t) if timesteps is None else timesteps
+        return target, chosen.to(target.device), noise, cond
+
+    def losses(self, batch: TrainBatch, generators: list[torch.Generator]) -> dict[str, Tensor]:
+        target, timesteps, noise, cond = self.inputs(batch, generators)
+        mask = torch.ones(target.shape[:2], device=target.device)
+        return {"loss": self.diffusion_loss(target, timesteps, noise, cond, mask)}
+
+    def validation_step(self, batch: TrainBatch, batch_idx: int) -> None:
+        if len(batch) == 0:
+            return
+        target, _, noise, cond = self.inputs(batch, self.generators(batch, stream="val"))
+        mask = torch.ones(target.shape[:2], device=target.device)
+        n = self.objective.num_train_timesteps
+        with self.ema_weights():
+            for k in range(VAL_BUCKETS):
+                steps = torch.full(target.shape[:2], int((k + 0.5) * n / VAL_BUCKETS), device=target.device)
+                loss = self.diffusion_loss(target, steps, noise, cond, mask)
+                lo, hi = k * n // VAL_BUCKETS, (k + 1) * n // VAL_BUCKETS
+                self.log(f"val/loss_t{lo}-{hi}", loss, batch_size=len(batch), sync_dist=True)
+
+    def example_condition(self, batch: TrainBatch) -> tuple[Tensor, VideoCondition]:
+        target, _, _, cond = self.inputs(batch, self.generators(batch, stream="sample"))
+        return target, cond
