@@ -135,7 +135,11 @@ class Export:
         if path is None:
             raise ExportError(f"{self.path / MARKER}: no autoencoder parent recorded")
         self.check_parent("autoencoder")
-        return path / AUTOENCODER_DIR if (path / MARKER).is_file() else path
+        if (path / MARKER).is_file():
+            return path / AUTOENCODER_DIR
+        from drivesim.models.vae import resolve_vae_folder  # an SD VAE folder, or a pipeline's vae/
+
+        return resolve_vae_folder(path)
 
     def load_vae(self) -> Any:
         """drivesim.models.VideoVAE of this export's autoencoder (an autoencoder export or SD VAE)."""

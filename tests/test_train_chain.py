@@ -139,3 +139,14 @@ def test_text_conditioned_image_stage_exports_its_projection(chain: dict[str, Pa
     assert encoder is not None
     text = encoder(["night, rain"])
     assert text.shape[-1] == exp.build_unet().cross_attention_dim
+
+
+def test_a_parent_of_another_architecture_is_refused_before_anything_is_written(
+        chain: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    args = [a for a in train_args("temporal", chain["world"], out, chain["cache"], 2,
+                                  f"model.pretrained={chain['img']}/export") if a != "model=micro"]
+    assert main([*args, "model=tiny", "model.text_encoder=null", "data.size=null"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "architecture differs" in err, err
+    assert not out.exists()

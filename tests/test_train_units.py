@@ -214,3 +214,24 @@ def test_a_bug_in_the_loader_is_never_a_skipped_item(world: Path, monkeypatch: p
     monkeypatch.setattr(clips, "_clip", broken)
     with pytest.raises(TypeError, match="a bug"):
         clips[0]
+
+
+def test_a_non_finite_gradient_stops_before_the_step_and_exports_are_checked(world: Path) -> None:
+    from drivesim.training.base import NonFiniteLossError
+    from drivesim.training.build import build_module
+    from drivesim.training.resolve import resolve
+
+    cfg = compose_command("train", train_args("autoencoder", world, world.parent / "nan_grad",
+                                              world.parent / "cache", 1)[1:])
+    module = build_module(resolve(cfg))
+    params = module.trainable()
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    module.on_before_optimizer_step(None)  # finite: nothing happens
+    params[0].grad[...] = float("inf")  # type: ignore[index]
+    with pytest.raises(NonFiniteLossError, match="non-finite gradient"):
+        module.on_before_optimizer_step(None)
+    assert module.weights_finite()
+    with torch.no_grad():
+        params[0][...] = float("nan")
+    assert not module.weights_finite()

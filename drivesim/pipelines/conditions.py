@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from drivesim.models import VideoCondition, VideoUNet
+from drivesim.models.conditioning.context import augment_context
 from drivesim.scenario.timeline import FrameCondition
 
 
@@ -83,10 +84,16 @@ def frame_condition(frames: Sequence[FrameCondition], supports: Supports, scene:
 
 
 def with_context(cond: VideoCondition, latents: Tensor, mask: Tensor, supports: Supports,
-                 noise_level: float) -> VideoCondition:
-    """Attach context latents (1, T, C, H, W) + mask (1, T) (already noise-augmented) and their level."""
+                 noise_level: float, generator: torch.Generator | None = None) -> VideoCondition:
+    """Attach clean context latents (1, T, C, H, W) + mask (1, T), noise-augmented at `noise_level` as
+    training did (`augment_context`: the encoder sees noised latents together with their level; the
+    noise comes from `generator`, on the CPU), and the level itself."""
     if not supports.context:
         raise ValueError("this model has no context encoder: it cannot continue a rollout (not a prediction model?)")
+    if noise_level > 0 and supports.context_noise:
+        noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
+        level = torch.full((latents.shape[0],), float(noise_level), device=latents.device)
+        latents = augment_context(latents, mask, level, noise=noise)
     cond.context_latents, cond.context_mask = latents, mask
     if supports.context_noise:
         cond.context_noise_level = torch.full((latents.shape[0],), float(noise_level), device=latents.device)

@@ -7,6 +7,7 @@ returns the new keys plus the decoded output frames the chunk finalises; nothing
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ from drivesim.models.vae import VideoVAE
 from drivesim.pipelines.conditions import SceneInputs, Supports, frame_condition, with_context
 from drivesim.pipelines.plan import Chunk, RolloutPlan
 from drivesim.scenario.timeline import Timeline
+
+log = logging.getLogger(__name__)
 
 INTERPOLATION_FACTOR = 4
 
@@ -80,6 +83,7 @@ class Engine:
     context_frames: int = 2
     decode_chunk: int = 8
     device: str = "cpu"
+    _warned_pass: bool = field(default=False, repr=False)
 
     @property
     def factor(self) -> int:
@@ -163,7 +167,7 @@ class Engine:
         js = chunk.context_keys + chunk.new_keys
         cond = frame_condition(timeline.frames([plan.key_time(j) for j in js]), stage.supports, scene, self.device)
         given = self._given([keys[j] for j in chunk.context_keys], len(js), [0])
-        cond = with_context(cond, given.latents, given.mask, stage.supports, stage.context_noise_level)
+        cond = with_context(cond, given.latents, given.mask, stage.supports, stage.context_noise_level, gen)
         out = self._sample(stage, cond, len(js), scene, gen, given)
         s = len(chunk.context_keys)
         return {j: out[:, s + i] for i, j in enumerate(chunk.new_keys)}
@@ -196,8 +200,12 @@ class Engine:
             times = [(base + spacing_out * (f * g0 + k)) / plan.out_fps for k in range(stage.frames)]
             cond = frame_condition(timeline.frames(times), stage.supports, scene, self.device)
             given = self._given([seq[:, i] for i in idx], stage.frames, [f * i for i in range(per_call + 1)])
-            cond = with_context(cond, given.latents, given.mask, stage.supports, stage.context_noise_level)
+            cond = with_context(cond, given.latents, given.mask, stage.supports, stage.context_noise_level, gen)
             if stage.supports.stage:
+                if p >= len(stage.stage_ids) and not self._warned_pass:
+                    log.warning("interpolation pass %d reuses stage id %d: the export was trained for one pass only",
+                                p + 1, stage.stage_ids[-1])
+                    self._warned_pass = True
                 cond.stage_id = torch.tensor([stage.stage_ids[min(p, len(stage.stage_ids) - 1)]], device=self.device)
             out = self._sample(stage, cond, stage.frames, scene, gen, given)
             real = min(per_call, n - g0)

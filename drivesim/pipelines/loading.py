@@ -65,11 +65,14 @@ def context_noise_mean(export: Export) -> float:
 
 
 def _stage_ids(export: Export) -> tuple[int, ...]:
+    """The stage id the interpolation export was trained with. Training uses one id per export, so a
+    second x4 pass reuses it (at 4x the frame rate it was trained at; logged when it runs): feeding
+    an id the model never saw would be worse."""
     try:
         first = int((export.config().get("stage") or {}).get("stage_id", 0))
     except (OSError, ValueError):
         first = 0
-    return (first, first + 1)
+    return (first,)
 
 
 def sampler_settings(sampler: Any) -> SamplerSettings:

@@ -116,33 +116,62 @@ class StageModule(L.LightningModule):
         """Items that reached the objective (skipped ones excluded), over the run and its resumptions."""
         return self._good_items
 
+    def _any_rank(self, flag: bool, all_ranks: bool = False) -> bool:
+        """A decision every rank takes together (one collective), so no rank stops while another waits
+        in an all-reduce; `all_ranks`: true only where it is true on every rank."""
+        trainer = getattr(self, "_trainer", None)  # None outside a Trainer (tests, benchmarks)
+        if trainer is not None and trainer.world_size > 1:
+            return bool(trainer.strategy.reduce_boolean_decision(flag, all=all_ranks))
+        return flag
+
     def _count(self, batch: TrainBatch) -> None:
         self._good_items += len(batch)
         self._skipped_items += int(batch.clips.skipped)
-        if self._good_items == 0 and self.dataset_size and self._skipped_items >= self.dataset_size:
+        nothing = self._good_items == 0 and bool(self.dataset_size) and self._skipped_items >= self.dataset_size
+        if self._any_rank(nothing, all_ranks=True):
             raise EmptyDataError(f"every one of the {self._skipped_items} items read so far was skipped "
                                  "(on_error=skip): nothing to train on; check the data")
 
     def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor | None:
         self._count(batch)
+        ddp = self.trainer.world_size > 1
         if len(batch) == 0:
             log.warning("step %d: every item of this batch was skipped", self.global_step)
-            if self.trainer.world_size > 1:
-                # Other ranks wait in the gradient all-reduce: join with an exactly-zero loss.
-                return sum((p * 0.0).sum() for p in self.trainable())  # type: ignore[return-value]
-            return None
-        terms = self.losses(batch, self.generators(batch))
+            if not ddp:
+                return None
+            # Other ranks wait in the gradient all-reduce: join with an exactly-zero loss, and take part
+            # in the same collectives (the bad-number decision, the logged loss) as they do.
+            zero: Tensor = torch.stack([(p * 0.0).sum() for p in self.trainable()]).sum()
+            terms = {"loss": zero}
+        else:
+            terms = self.losses(batch, self.generators(batch))
+        bad = [(name, value) for name, value in terms.items() if not torch.isfinite(value).all()]
+        if self._any_rank(bool(bad)):
+            what = (f"term {bad[0][0]!r} = {float(bad[0][1].detach().float().mean())}" if bad
+                    else "on another rank")
+            raise NonFiniteLossError(f"non-finite loss at step {self.global_step}: {what}")
+        batch_size = max(1, len(batch))
         for name, value in terms.items():
-            if not torch.isfinite(value).all():
-                raise NonFiniteLossError(f"non-finite loss at step {self.global_step}: term {name!r} = "
-                                         f"{float(value.detach().float().mean())}")
-        batch_size = len(batch)
-        for name, value in terms.items():
+            if name != "loss" and len(batch) == 0:
+                continue
             # The total is averaged over ranks (a DDP run logs the curve one process would).
             self.log(f"train/{name}", value.detach(), prog_bar=name == "loss", batch_size=batch_size,
-                     sync_dist=name == "loss" and self.trainer.world_size > 1)
+                     sync_dist=name == "loss" and ddp)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=batch_size)
         return terms["loss"]
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        # A finite loss can still carry a NaN/Inf gradient: stop before it reaches the weights (and a
+        # checkpoint or an export).
+        bad = any(p.grad is not None and not torch.isfinite(p.grad).all() for p in self.trainable())
+        if self._any_rank(bad):
+            raise NonFiniteLossError(f"non-finite gradient at step {self.global_step}: term 'loss'")
+
+    def weights_finite(self) -> bool:
+        """The trained weights and their EMA are all finite (checked before every export)."""
+        with self.ema_weights():
+            ema_ok = all(bool(torch.isfinite(p).all()) for p in self.trainable())
+        return ema_ok and all(bool(torch.isfinite(p).all()) for p in self.trainable())
 
 
 def finite_or_nan(value: float) -> float:

@@ -122,7 +122,7 @@ def build_train_data(resolved: Resolved, out: Path) -> TrainData:
     return TrainData(resolved, train, val, identity)
 
 
-def build_module(resolved: Resolved, data: TrainData) -> L.LightningModule:
+def build_module(resolved: Resolved, data: TrainData | None = None) -> L.LightningModule:
     cfg = resolved.cfg
     if resolved.stage == "autoencoder":
         from omegaconf import OmegaConf
@@ -140,7 +140,8 @@ def build_module(resolved: Resolved, data: TrainData) -> L.LightningModule:
         module = DecoderModule(vae, cfg.stage, cfg.trainer, int(cfg.seed))
     else:
         module = _diffusion_module(resolved)
-    module.dataset_size = len(data.train_set)  # type: ignore[arg-type]
+    if data is not None:
+        module.dataset_size = len(data.train_set)  # type: ignore[arg-type]
     return module  # type: ignore[no-any-return]
 
 

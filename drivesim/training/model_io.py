@@ -111,7 +111,7 @@ def load_parent_groups(unet: VideoUNet, parent: Export, groups: tuple[str, ...])
             for key, value in loaded.items():
                 if tuple(value.shape) != tuple(mine[key].shape):
                     raise ExportError(f"{file}: {key!r} has shape {tuple(value.shape)}, this model "
-                                      f"{tuple(mine[key].shape)}")
+                                      f"{tuple(mine[key].shape)}: the parent's architecture differs")
             added += sorted(set(mine) - set(loaded))
             unet.load_state_dict(loaded, strict=False)
     if added:

@@ -108,7 +108,10 @@ def resolve(cfg: DictConfig) -> Resolved:
         if model.vae:
             ae_path, ae_parent = _autoencoder_folder("model.vae", Path(model.vae))
         elif image_parent is not None:
-            ae_path = image_parent.autoencoder_path()
+            try:
+                ae_path = image_parent.autoencoder_path()
+            except ExportError as exc:
+                raise TrainConfigError(f"model.pretrained: {exc}") from exc
             ae_parent = image_parent.parent_path("autoencoder")
         else:
             raise TrainConfigError(f"model.vae is not set: the {stage} stage needs an autoencoder export or SD VAE "

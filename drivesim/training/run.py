@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from drivesim.atomic import atomic_path, atomic_write_text
 from drivesim.config.diff import differing_keys
+from drivesim.exports import ExportError
 from drivesim.training.base import EmptyDataError, NonFiniteLossError
 from drivesim.training.build import build_module, build_train_data
 from drivesim.training.export_writer import write_export
@@ -112,10 +113,14 @@ def run_training(cfg: DictConfig) -> int:
     out = Path(str(cfg.out))
     if cfg.trainer.threads:
         torch.set_num_threads(int(cfg.trainer.threads))
-    _prepare_out(out, cfg)
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    try:  # parents load (and a wrong architecture is refused) before anything is written
+        module: Any = build_module(resolved)
+    except ExportError as exc:
+        raise TrainConfigError(str(exc)) from exc
+    _prepare_out(out, cfg)
     data = build_train_data(resolved, out)
-    module = build_module(resolved, data)
+    module.dataset_size = len(data.train_set)  # type: ignore[arg-type,assignment]
     from drivesim.training.callbacks import SampleVideos
 
     trainer = make_trainer(cfg, out, [SampleVideos(out / "logs" / "samples", fps=float(cfg.data.fps))])
@@ -140,6 +145,9 @@ def run_training(cfg: DictConfig) -> int:
     steps = max(trainer.global_step, _checkpoint_step(last) if last.is_file() else 0)
     if steps < int(cfg.trainer.max_steps):
         log.error("training stopped at step %d of %d: not exported", steps, int(cfg.trainer.max_steps))
+        return 1
+    if not module.weights_finite():
+        log.error("the trained weights hold NaN/Inf values: not exported")
         return 1
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
     summary = {"stage": resolved.stage, "seed": int(cfg.seed), "steps": steps, "final_metrics": metrics,
