@@ -17,6 +17,14 @@ if [ ! -f "$world/.recipe-complete" ]; then
 fi
 for stage in "${@:-autoencoder image prediction interpolation}"; do
     for s in $stage; do
+        # A stage whose final export is committed (recipe/exports/<stage>, made by this recipe) is
+        # restored instead of retrained; delete that folder to train it again.
+        if [ -f "recipe/exports/$s/drivesim_export.json" ] && [ ! -f "outputs/recipe/$s/export/drivesim_export.json" ]; then
+            mkdir -p "outputs/recipe/$s"
+            cp -r "recipe/exports/$s" "outputs/recipe/$s/export"
+            echo "[recipe] $s: restored the committed export recipe/exports/$s" >&2
+            continue
+        fi
         drivesim train experiment=demo/"$s"
     done
 done
