@@ -192,6 +192,9 @@ class Simulator:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("version") != STATE_VERSION:
             raise SimulatorError(f"simulator state version {state.get('version')!r}, expected {STATE_VERSION}")
+        mine = dict(self.cascade.stages) if self.cascade else {}
+        if state.get("exports") and mine and dict(state["exports"]) != mine:
+            raise SimulatorError(f"the state was made with exports {dict(state['exports'])}, this simulator runs {mine}")
         if float(state["fps"]) != self.fps or tuple(state["size"]) != tuple(self.size):
             raise SimulatorError(f"the state was made at {state['fps']} fps, {list(state['size'])} px; this simulator "
                                  f"runs at {self.fps} fps, {list(self.size)} px")
