@@ -88,6 +88,7 @@ def write_micro_exports(root: Path, interpolation: bool = False, fps: float = 3.
         arch, spatial = architecture_hashes(unet)
         parents = {"autoencoder": ae} if stage != "temporal" else {"autoencoder": ae, "image": root / "image"}
         write_marker(folder, stage=stage, model_name="micro", arch_hash=arch, spatial_hash=spatial,
-                     prediction_type="epsilon", data={**data, "frames": frames}, parents=parents)
+                     prediction_type="epsilon", parents=parents,
+                     data={**data, "frames": frames, "fps": 4 * fps if stage == "interpolation" else fps})
         paths[stage] = folder
     return paths

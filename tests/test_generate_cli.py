@@ -150,3 +150,18 @@ def test_resume_after_sigkill_equals_the_uninterrupted_run(cascade: dict[str, Pa
     assert all(np.array_equal(a, b) for a, b in zip(got, expected))
     assert (out / "conditions.jsonl").read_text() == (reference / "conditions.jsonl").read_text()
     assert not list(out.glob(".*.tmp"))
+
+
+def test_an_interpolation_export_at_the_wrong_frame_rate_is_refused(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    exports = write_micro_exports(tmp_path / "exports", interpolation=True)
+    wrong = exports["interpolation"]
+    marker = json.loads((wrong / "drivesim_export.json").read_text())
+    marker["data"]["fps"] = 3.0  # trained at the key rate, not 4x it
+    (wrong / "drivesim_export.json").write_text(json.dumps(marker))
+    out = tmp_path / "run"
+    code = main(["generate", f"checkpoint={exports['temporal']}", f"out={out}", f"interpolation={wrong}",
+                 "seconds=1", "sampler.steps=1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "needs 12 fps" in err, err
+    assert not out.exists()

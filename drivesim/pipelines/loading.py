@@ -102,9 +102,13 @@ def load_cascade(checkpoint: str | None, interpolation: str | None, sampler: Any
     level = sampler.context_noise_level
     from drivesim.pipelines.cascade_stages import apply_lora, check_same_autoencoder
 
-    for name in ("upsampler", "decoder"):
+    for name in ("upsampler", "decoder", "image", "interpolation"):
         if name in exports:
             check_same_autoencoder(exports[name], prediction, name)
+    if "interpolation" in exports and abs(exports["interpolation"].fps - 4 * prediction.fps) > 1e-6:
+        raise GenerateError(f"{exports['interpolation'].path}: the interpolation export was trained on "
+                            f"{exports['interpolation'].fps:g} fps clips; x4 over this {prediction.fps:g} fps "
+                            f"prediction export needs {4 * prediction.fps:g} fps")
     lora_export = exports.get("lora")
 
     def stage(export: Export) -> StageModel:
