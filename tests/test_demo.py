@@ -227,3 +227,20 @@ def test_demo_measures_the_synthetic_metrics_when_their_weights_exist(cascade: P
         assert report["metrics"][name]["n"] > 0
     assert report["protocol"]["extractors"]["layout"]["name"] == "layout-seg-v1"
     assert report["protocol"]["extractors"]["attributes"]["name"] == "synth-attr-v1"
+
+
+def test_the_shipped_cascade_is_complete_linked_and_within_budget() -> None:
+    from drivesim.exports import find_cascade
+
+    cascade = packaged_cascade()
+    if not cascade.is_dir():
+        pytest.skip(f"no cascade shipped at {cascade} yet")
+    stages = find_cascade(cascade)
+    assert {"autoencoder", "image", "temporal", "interpolation"} <= set(stages)
+    for exp in stages.values():
+        for role in exp.parents:
+            exp.check_parent(role)  # relative links inside the cascade, digests intact
+            assert cascade.resolve() in exp.parent_path(role).resolve().parents  # type: ignore[union-attr]
+    files = [p for p in cascade.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 50 * 2**20
+    assert not [p for p in files if p.suffix in (".ckpt", ".pt") or "cache" in p.parts]
