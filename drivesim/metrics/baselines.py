@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import math
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 
-from drivesim.atomic import atomic_path, atomic_write_text
+from drivesim.atomic import atomic_write_text
 from drivesim.metrics.videos import EvalVideo
 
 BASELINES = ("real", "copy_last_frame", "shuffled")
@@ -38,15 +36,11 @@ def write_mp4(path: Path, frames: torch.Tensor, fps: float, crf: int = 10) -> No
     t, _, h, w = frames.shape
     if h % 2 or w % 2:
         raise ValueError(f"{path}: H.264 4:2:0 needs an even frame size, got {h}x{w}")
-    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "fast"}
+    from drivesim.pipelines.writers import Mp4Writer  # the one H.264 writer (atomic)
+
+    with Mp4Writer(path, fps, crf=crf) as video:
         for frame in frames.permute(0, 2, 3, 1).contiguous().numpy():
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+            video.write(frame)
 
 
 def _value(x: float) -> float | None:

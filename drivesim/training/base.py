@@ -94,11 +94,15 @@ class StageModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:
-        cfg = self.trainer_cfg
         params = self.trainable()
         if not params:
             raise ValueError("this stage has no trainable parameters (check stage.train_groups)")
-        optimizer = torch.optim.AdamW(params, lr=float(cfg.lr), weight_decay=float(cfg.weight_decay))
+        return self.adamw_with_warmup([{"params": params}])
+
+    def adamw_with_warmup(self, groups: list[dict[str, Any]]) -> dict[str, Any]:
+        """AdamW over parameter groups with the trainer config's linear LR warm-up (per step)."""
+        cfg = self.trainer_cfg
+        optimizer = torch.optim.AdamW(groups, lr=float(cfg.lr), weight_decay=float(cfg.weight_decay))
         warmup = max(0, int(cfg.warmup_steps))
 
         def factor(step: int) -> float:

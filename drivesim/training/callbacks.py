@@ -6,36 +6,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import av
 import lightning as L
-import numpy as np
 import torch
 from diffusers import DDIMScheduler
 
+from drivesim.pipelines.writers import Mp4Writer
 from drivesim.training.adapter import unit_to_frames
 
 log = logging.getLogger(__name__)
-
-
-def write_mp4(frames: torch.Tensor, path: Path, fps: float) -> None:
-    """uint8 (T, 3, H, W) -> H.264 mp4 via PyAV (even sizes: padded by one pixel when odd)."""
-    from fractions import Fraction
-
-    from drivesim.atomic import atomic_path
-
-    array = frames.permute(0, 2, 3, 1).numpy()
-    h, w = array.shape[1:3]
-    array = np.pad(array, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
-            stream.height, stream.width = array.shape[1:3]
-            stream.pix_fmt = "yuv420p"
-            for image in array:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
 
 
 @torch.no_grad()
@@ -82,5 +60,7 @@ class SampleVideos(L.Callback):
         frames = unit_to_frames(pl_module.vae.decode_video(z)).cpu()
         for i, clip in enumerate(frames):
             path = self.folder / f"step{trainer.global_step:07d}_clip{i}.mp4"
-            write_mp4(clip, path, self.fps)
+            with Mp4Writer(path, self.fps) as video:
+                for frame in clip.permute(0, 2, 3, 1).numpy():
+                    video.write(frame)
         log.info("validation samples written to %s", self.folder)

@@ -64,16 +64,8 @@ class DecoderModule(StageModule):
         return self.vae.temporal_decoder.temporal_parameters()
 
     def configure_optimizers(self) -> Any:
-        cfg = self.trainer_cfg
-        groups = [{"params": self.trainable()}, {"params": list(self.discriminator.parameters())}]
-        optimizer = torch.optim.AdamW(groups, lr=float(cfg.lr), weight_decay=float(cfg.weight_decay))
-        warmup = max(0, int(cfg.warmup_steps))
-
-        def factor(step: int) -> float:
-            return min(1.0, (step + 1) / warmup) if warmup else 1.0
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return self.adamw_with_warmup([{"params": self.trainable()},
+                                       {"params": list(self.discriminator.parameters())}])
 
     def reconstruct(self, x: Tensor, generators: list[torch.Generator] | None = None) -> Tensor:
         """Clips (B, T, 3, H, W) in [-1, 1] -> their reconstruction through the temporal decoder, from
