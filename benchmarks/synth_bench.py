@@ -8,11 +8,13 @@ Drives: every scene of the protocol's held-out seeds (rendered once into $DRIVES
 which is also `evaluate_folder`'s real side), each replayed from its first two rendered key frames,
 as long as the scene allows (or --seconds). Every method writes the same frames of the same drives
 in `drivesim generate`'s format, conditioned on (and judged against) the same replayed boxes:
-  real             the rendered frames themselves (the floor: same scenes as the real side)
+  real             rendered drives of other seeds (held-out + 100), same settings: the floor, real against
+                   real (the held-out frames themselves would score 0 and say nothing)
   autoencoder      the rendered frames through the cascade's autoencoder and back (the latent ceiling)
   copy_last_frame  the last context frame, held
   image_model      the cascade's image model, each frame on its own (no temporal layers), same conditions
   cascade          `drivesim demo`'s replay path (one engine: drivesim.demo.replay_drive)
+Videos go under --work; a killed run resumes there (finished drives are kept; other settings start over).
 Writes <out>.json and <out>.md (default benchmarks/results/synth_bench); videos under --work.
 """
 
@@ -33,9 +35,10 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from drivesim.atomic import atomic_write_text
 from drivesim.config import compose_command
 from drivesim.config.protocol import ProtocolConfig
-from drivesim.demo.run import CascadePlan, DemoError, Drive, plan_cascade, replay_drive
+from drivesim.demo.run import CascadePlan, DemoError, plan_cascade, replay_drive
 from drivesim.demo.scores import measure
 from drivesim.metrics.baselines import write_mp4
 from drivesim.metrics.protocol import as_protocol, plain
@@ -47,6 +50,7 @@ GROUPS = ["fid", "fid_synth", "fvd_synth", "layout", "temporal", "action"]
 COLUMNS = ("fid", "fid_synth", "fvd_synth", "layout_recall", "temporal_warp", "temporal_flow", "action_speed",
            "action_yaw_rate")
 CHUNK = 8
+FLOOR_SEED_OFFSET = 100  # the floor's real drives: seeds 90101.. beside the held-out 90001..
 
 
 @dataclass
@@ -59,6 +63,7 @@ class BenchSettings:
     metrics: list[str] = field(default_factory=lambda: list(GROUPS))
     demo_overrides: list[str] = field(default_factory=list)  # conf/demo.yaml keys (sampler.steps=...)
     max_drives: int | None = None
+    generate_only: bool = False  # write (or resume) the videos, measure later
 
 
 def drives_of(protocol: ProtocolConfig, limit: int | None) -> list[tuple[Path, str]]:
@@ -78,16 +83,38 @@ def _rendered(root: Path, scene: str, times: np.ndarray, fps: float, size: tuple
     return frames
 
 
-def _write(folder: Path, frames: torch.Tensor, drive: Drive, method: str, fps: float) -> None:
+def _add_wall(folder: Path, seconds: float) -> None:
+    """Wall seconds spent on this drive of this method, kept beside it so that a resumed run reports the total."""
+    atomic_write_text(folder / "wall.json", json.dumps({"seconds": seconds}) + "\n")
+
+
+def total_walls(work: Path) -> dict[str, float]:
+    return {m: sum(json.loads(p.read_text())["seconds"] for p in (work / m).glob("*/wall.json")) for m in METHODS}
+
+
+def _done(folder: Path) -> bool:
+    return (folder / "run.json").is_file()  # written last: the video and conditions are complete
+
+
+def _write(folder: Path, frames: torch.Tensor, conditions: Path, record: dict[str, Any], method: str,
+           fps: float) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     write_mp4(folder / "video.mp4", frames, fps)
-    shutil.copy2(drive.result.out / "conditions.jsonl", folder / "conditions.jsonl")  # the same boxes for all
-    (folder / "run.json").write_text(json.dumps({"fps": fps, "method": method, **drive.record}, default=str) + "\n")
+    if conditions != folder / "conditions.jsonl":
+        shutil.copy2(conditions, folder / "conditions.jsonl")  # the same boxes for every method of a drive
+    atomic_write_text(folder / "run.json", json.dumps({"fps": fps, "method": method, **record}, default=str) + "\n")
+
+
+def _write_conditions(path: Path, job: Any, n: int, fps: float) -> None:
+    """conditions.jsonl of a drive that is not generated (the floor): the replayed boxes, as the engine writes them."""
+    lines = [json.dumps(job.timeline.at(i / fps).to_json(i)) for i in range(n)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 @torch.no_grad()
-def _autoencoder(drive: Drive, frames: torch.Tensor) -> torch.Tensor:
-    vae = drive.job.cascade.engine.vae
+def _autoencoder(job: Any, frames: torch.Tensor) -> torch.Tensor:
+    vae = job.cascade.engine.vae
     parts = []
     for s in range(0, frames.shape[0], CHUNK):
         x = frames[s:s + CHUNK].float().div(127.5).sub(1.0)[None]
@@ -97,7 +124,7 @@ def _autoencoder(drive: Drive, frames: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _image_model(drive: Drive, cfg: Any, n: int, fps: float, seed: int) -> Iterator[torch.Tensor]:
+def _image_model(job: Any, cfg: Any, n: int, fps: float, seed: int) -> Iterator[torch.Tensor]:
     """Each output frame sampled by the image model alone (temporal layers bypassed), same conditions."""
     from drivesim.diffusion.cfg import GuidedDenoiser
     from drivesim.diffusion.sampling import make_scheduler, sample_video
@@ -105,14 +132,14 @@ def _image_model(drive: Drive, cfg: Any, n: int, fps: float, seed: int) -> Itera
     from drivesim.pipelines.engine import chunk_generator
     from drivesim.pipelines.loading import sampler_settings
 
-    engine, scene = drive.job.cascade.engine, drive.job.scene
+    engine, scene = job.cascade.engine, job.scene
     if engine.image is None:
         raise RuntimeError("the cascade has no image export")
     stage, s = engine.image, sampler_settings(cfg.sampler)
     h, w = engine.latent_size
     for c, first in enumerate(range(0, n, CHUNK)):
         times = [(first + k) / fps for k in range(min(CHUNK, n - first))]
-        cond = frame_condition(drive.job.timeline.frames(times), stage.supports, scene)
+        cond = frame_condition(job.timeline.frames(times), stage.supports, scene)
         cond.image_only = True  # frames folded into the batch: each one on its own
         gen = chunk_generator(seed, c)
         noise = torch.randn(1, len(times), engine.latent_channels, h, w, generator=gen)
@@ -123,34 +150,66 @@ def _image_model(drive: Drive, cfg: Any, n: int, fps: float, seed: int) -> Itera
         yield ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-def make_methods(settings: BenchSettings, cfg: Any, plan: CascadePlan) -> dict[str, float]:
-    """Write every method's videos of every drive under settings.work; returns wall seconds per method."""
+def floor_protocol(protocol: ProtocolConfig) -> ProtocolConfig:
+    """The floor's drives: the held-out seeds + FLOOR_SEED_OFFSET, rendered exactly like the held-out ones.
+    Real against real needs two different samples of the world (the same frames would give 0)."""
+    from dataclasses import replace
+
+    return replace(protocol, name=f"{protocol.name}-floor",
+                   held_out_seeds=[int(s) + FLOOR_SEED_OFFSET for s in protocol.held_out_seeds])
+
+
+def make_methods(settings: BenchSettings, cfg: Any, plan: CascadePlan) -> None:
+    """Write every method's videos of every drive under settings.work (drives already written are kept:
+    a killed benchmark resumes), each with its wall seconds."""
+    from drivesim.demo.run import _generate_cfg
+    from drivesim.pipelines.run import prepare
     from drivesim.pipelines.store import RolloutStore
 
-    fps, walls = plan.out_fps, dict.fromkeys(METHODS, 0.0)
+    fps = plan.out_fps
     height, width = (int(s) for s in plan.stages["temporal"].size)
     size = (height, width)
     start = plan.start_time(int(cfg.context_frames))
+    cascade = None
     for root, scene in drives_of(settings.protocol, settings.max_drives):
         name = f"{root.name}-{scene}"
-        t0 = time.perf_counter()
-        drive = replay_drive(cfg, plan, root, scene, settings.work / "cascade" / name, show_progress=False)
-        RolloutStore(drive.result.out).discard()
-        walls["cascade"] += time.perf_counter() - t0
-        n = drive.result.frames
+        folder = {m: settings.work / m / name for m in METHODS}
+        if all(_done(folder[m]) for m in METHODS if m != "real"):
+            continue
+        if not _done(folder["cascade"]):
+            drive = replay_drive(cfg, plan, root, scene, folder["cascade"], show_progress=False)
+            RolloutStore(drive.result.out).discard()
+            _add_wall(folder["cascade"], drive.seconds)
+            cascade = drive.job.cascade
+        job = prepare(_generate_cfg(cfg, plan, root, scene, folder["cascade"]), cascade)
+        cascade = job.cascade
+        record = json.loads((folder["cascade"] / "run.json").read_text()).get("demo", {})
+        conditions = folder["cascade"] / "conditions.jsonl"
+        n = sum(1 for _ in conditions.open())
         frames = _rendered(root, scene, start + (np.arange(n + 1) - 1) / fps, fps, size)  # [last context, drive...]
-        _write(settings.work / "real" / name, frames[1:], drive, "real", fps)
-        _write(settings.work / "copy_last_frame" / name, frames[:1].expand(n, -1, -1, -1).contiguous(), drive,
-               "copy_last_frame", fps)
-        t0 = time.perf_counter()
-        _write(settings.work / "autoencoder" / name, _autoencoder(drive, frames[1:]), drive, "autoencoder", fps)
-        walls["autoencoder"] += time.perf_counter() - t0
-        if drive.job.cascade.engine.image is not None:
+        if not _done(folder["copy_last_frame"]):
+            _write(folder["copy_last_frame"], frames[:1].expand(n, -1, -1, -1).contiguous(), conditions, record,
+                   "copy_last_frame", fps)
+        if not _done(folder["autoencoder"]):
             t0 = time.perf_counter()
-            image = torch.cat(list(_image_model(drive, cfg, n, fps, int(cfg.seed))))
-            _write(settings.work / "image_model" / name, image, drive, "image_model", fps)
-            walls["image_model"] += time.perf_counter() - t0
-    return walls
+            _write(folder["autoencoder"], _autoencoder(job, frames[1:]), conditions, record, "autoencoder", fps)
+            _add_wall(folder["autoencoder"], time.perf_counter() - t0)
+        if job.cascade.engine.image is not None and not _done(folder["image_model"]):
+            t0 = time.perf_counter()
+            image = torch.cat(list(_image_model(job, cfg, n, fps, int(cfg.seed))))
+            _write(folder["image_model"], image, conditions, record, "image_model", fps)
+            _add_wall(folder["image_model"], time.perf_counter() - t0)
+    for root, scene in drives_of(floor_protocol(settings.protocol), settings.max_drives):
+        folder_real = settings.work / "real" / f"{root.name}-{scene}"
+        if _done(folder_real):
+            continue
+        job = prepare(_generate_cfg(cfg, plan, root, scene, folder_real), cascade)
+        cascade = job.cascade
+        n = int(round(float(cfg.seconds) * fps))
+        _write_conditions(folder_real / "conditions.jsonl", job, n, fps)
+        frames = _rendered(root, scene, start + np.arange(n) / fps, fps, size)
+        _write(folder_real, frames, folder_real / "conditions.jsonl", {"floor_scene": scene, "synth": str(root)},
+               "real", fps)
 
 
 def targets(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -199,6 +258,24 @@ def write_results(settings: BenchSettings, report: dict[str, Any]) -> None:
     settings.out.with_suffix(".md").write_text("\n".join(lines))
 
 
+def prepare_work(settings: BenchSettings, cfg: Any) -> None:
+    """Keep --work when it holds this very benchmark (a resume); empty it when its settings differ."""
+    stamp = settings.work / "bench.json"
+    wanted = json.dumps({"protocol": plain(settings.protocol), "cascade": str(cfg.cascade), "seconds": cfg.seconds,
+                         "max_drives": settings.max_drives, "demo": OmegaConf.to_container(cfg, resolve=True)},
+                        sort_keys=True, default=str)
+    if settings.work.exists():
+        if stamp.is_file() and stamp.read_text() == wanted:
+            log.info("resuming the benchmark in %s", settings.work)
+            return
+        foreign = sorted(p.name for p in settings.work.iterdir() if p.name not in (*METHODS, "bench.json"))
+        if foreign:
+            raise DemoError(f"--work {settings.work} holds {foreign[0]}, not a benchmark's videos: not deleting it")
+        shutil.rmtree(settings.work)
+    settings.work.mkdir(parents=True)
+    atomic_write_text(stamp, wanted)
+
+
 def run_bench(settings: BenchSettings, command: str = "") -> dict[str, Any]:
     overrides = [*settings.demo_overrides] + ([f"cascade={settings.cascade}"] if settings.cascade else [])
     cfg = compose_command("demo", overrides)
@@ -207,12 +284,12 @@ def run_bench(settings: BenchSettings, command: str = "") -> dict[str, Any]:
     seconds = settings.seconds or (np.floor((render - plan.start_time(int(cfg.context_frames))) * plan.out_fps)
                                    / plan.out_fps)
     cfg.seconds = float(seconds)
-    if settings.work.exists():
-        foreign = sorted(p.name for p in settings.work.iterdir() if p.name not in METHODS)
-        if foreign:
-            raise DemoError(f"--work {settings.work} holds {foreign[0]}, not a benchmark's videos: not deleting it")
-        shutil.rmtree(settings.work)
-    walls = make_methods(settings, cfg, plan)
+    prepare_work(settings, cfg)
+    make_methods(settings, cfg, plan)
+    if settings.generate_only:
+        log.info("videos written under %s (--generate-only: not measured)", settings.work)
+        return {}
+    walls = total_walls(settings.work)
     methods = {}
     for method in METHODS:
         folder = settings.work / method
@@ -238,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo", nargs="*", default=[], help="conf/demo.yaml overrides (e.g. sampler.steps=10)")
     parser.add_argument("--max-drives", type=int, default=None)
     parser.add_argument("--work", type=Path, default=Path("outputs/synth_bench"))
+    parser.add_argument("--generate-only", action="store_true", help="write the videos only (a later run measures)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/synth_bench"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -246,12 +324,14 @@ def main(argv: list[str] | None = None) -> int:
     proto = plain(load_protocol(args.protocol))
     protocol = as_protocol(OmegaConf.merge(OmegaConf.create(proto), OmegaConf.from_dotlist(args.set)))  # type: ignore[arg-type]
     settings = BenchSettings(protocol, args.work, args.out, args.cascade, args.seconds, list(args.metrics),
-                             list(args.demo), args.max_drives)
+                             list(args.demo), args.max_drives, args.generate_only)
     try:
         report = run_bench(settings, "python benchmarks/synth_bench.py " + " ".join(argv if argv is not None else sys.argv[1:]))
     except DemoError as exc:
         sys.stderr.write(f"synth_bench: {exc}\n")
         return 2
+    if args.generate_only:
+        return 0
     print(settings.out.with_suffix(".md").read_text())
     return 0 if report["methods"] else 1
 

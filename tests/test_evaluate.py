@@ -152,3 +152,20 @@ def test_too_few_counted_samples_is_an_error_when_asked_and_listed_otherwise(wor
         evaluate_folder(world["real"], metrics=["fid"], **kwargs)
     with pytest.raises(Unavailable, match="temporal"):
         evaluate_folder(world["real"], metrics=["temporal"], **kwargs)
+
+
+def test_frame_metrics_take_every_kth_counted_frame_on_both_sides() -> None:
+    import numpy as np
+
+    from drivesim.metrics.suite import frame_units
+    from drivesim.metrics.videos import EvalVideo
+
+    frames = torch.arange(14, dtype=torch.uint8).view(14, 1, 1, 1).expand(14, 3, 2, 2).contiguous()
+    video = EvalVideo("v", frames, 12.0)
+    protocol = replace(load_protocol("synth-bench-v1"), context_frames=2, fid_frame_stride=6)
+    (unit,) = list(frame_units([video], protocol))
+    assert unit.data[:, 0, 0, 0].tolist() == [2, 8]  # context left out, then every 6th frame
+    assert np.allclose(unit.times, (np.array([0, 6]) + 0.5) / 12.0)
+    assert load_protocol("synth-bench-v1").fid_frame_stride == 6  # the "FID on every 6th frame"
+    with pytest.raises(ValueError, match="fid_frame_stride"):
+        list(frame_units([video], replace(protocol, fid_frame_stride=0)))

@@ -41,6 +41,9 @@ class ProtocolConfig:
     # Frames given to the model as context at the start of each generated clip; counted or not.
     context_frames: int = 0
     count_context: bool = False
+    # Frame metrics (FID, FID-synth) take every k-th counted frame of each video, both sides: neighbouring
+    # frames at 12 Hz are near duplicates, so this buys distinct samples for the same extractor time.
+    fid_frame_stride: int = 1
     # At most this many clips per side (null: all); which ones is seeded by `seed`.
     max_clips: int | None = None
     seed: int = 0

@@ -14,7 +14,7 @@ from drivesim.config.protocol import ProtocolConfig
 
 #: Keys every protocol record holds (tests check them; the leaderboard groups by `name`).
 RECORD_KEYS = ("name", "dataset", "split", "clip_frames", "fps", "stride", "size", "resize", "context_frames",
-               "count_context", "max_clips", "seed", "held_out_seeds", "extractors", "generated", "real", "created")
+               "count_context", "fid_frame_stride", "max_clips", "seed", "held_out_seeds", "extractors", "generated", "real", "created")
 
 
 def protocol_names(conf_dir: Path = CONF_DIR) -> list[str]:

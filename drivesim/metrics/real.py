@@ -8,12 +8,14 @@ import hashlib
 import json
 import logging
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from omegaconf import OmegaConf
 
+from drivesim.atomic import atomic_write_text
 from drivesim.config.protocol import ProtocolConfig
 from drivesim.data.clip import Clip
 from drivesim.metrics.extractors import cache_dir
@@ -45,11 +47,15 @@ def synth_benchmark_roots(protocol: ProtocolConfig) -> list[Path]:
     r = protocol.render
     for seed in protocol.held_out_seeds:
         root = cache_dir() / "benchmarks" / protocol.name / f"seed-{seed}"
-        if not (root / "synth" / "manifest.json").is_file():
+        cfg = SynthConfig(out=str(root), scenes=r.scenes, seconds=r.seconds, seed=seed,
+                          camera=CameraConfig(width=r.width, height=r.height))
+        stamp = root / "synth" / "render.json"  # a render of other settings under the same name is redone
+        wanted = json.dumps(asdict(cfg), sort_keys=True)
+        if not (stamp.is_file() and stamp.read_text() == wanted):
             log.info("rendering the %s held-out seed %d (%d scenes x %g s) into %s", protocol.name, seed,
                      r.scenes, r.seconds, root)
-            render_dataset(SynthConfig(out=str(root), scenes=r.scenes, seconds=r.seconds, seed=seed,
-                                       camera=CameraConfig(width=r.width, height=r.height)))
+            render_dataset(cfg)
+            atomic_write_text(stamp, wanted)
         roots.append(root)
     return roots
 

@@ -59,10 +59,13 @@ def clip_length(protocol: ProtocolConfig) -> int:
 
 
 def frame_units(videos: Iterable[EvalVideo], protocol: ProtocolConfig) -> Iterator[Unit]:
-    """The counted frames of each video, one video at a time."""
-    start = first_counted(protocol)
+    """Every `fid_frame_stride`-th counted frame of each video, one video at a time."""
+    start, step = first_counted(protocol), int(protocol.fid_frame_stride)
+    if step < 1:
+        raise ValueError(f"protocol {protocol.name}: fid_frame_stride must be >= 1, got {step}")
     for v in videos:
-        yield Unit(v.frames[start:], (np.arange(max(0, v.frames.shape[0] - start)) + 0.5) / v.fps)
+        index = np.arange(start, v.frames.shape[0], step)
+        yield Unit(v.frames[start::step], (index - start + 0.5) / v.fps)
 
 
 def clip_units(videos: Iterable[EvalVideo], protocol: ProtocolConfig) -> Iterator[Unit]:

@@ -3,7 +3,9 @@
 Heads: ego speed (m/s), ego yaw rate (rad/s), agent count (log1p), time of day, weather and
 crowdedness (classes of `drivesim.vocab.LABEL_VOCAB` without "unknown"). Its per-frame pooled trunk
 features give FID-synth, its penultimate clip features FVD-synth. Input uint8 (N, T, 3, H, W), T >= 3,
-resized inside to `input_size`.
+resized inside to `input_size`. Appearance (the trunk, one frame at a time) and motion (a branch on the
+differences of consecutive frames at input resolution: ego speed lives in pixel-scale displacements
+that the trunk's coarse grid would average away) meet in the temporal layers.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class AttrNetConfig:
     temporal_width: int = 128
     feature_dim: int = 256
     input_size: tuple[int, int] = (64, 128)
+    motion_widths: tuple[int, int, int, int] = (8, 16, 32, 32)
+    dropout: float = 0.1  # before the heads only: the features FVD-synth reads are unaffected
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -44,11 +48,16 @@ class AttributeEncoder(nn.Module):
         self.config = c = config or AttrNetConfig()
         w = c.widths
         self.trunk = nn.Sequential(_down(3, w[0]), *[_down(w[i], w[i + 1]) for i in range(len(w) - 1)])
+        m = c.motion_widths
+        if len(m) != len(w):
+            raise ValueError(f"motion_widths {m} must have as many levels as widths {w}")
+        self.motion = nn.Sequential(_down(3, m[0]), *[_down(m[i], m[i + 1]) for i in range(len(m) - 1)])
         self.temporal = nn.Sequential(
-            nn.Conv3d(w[-1] + 3, c.temporal_width, (3, 3, 3), padding=1), nn.SiLU(),
+            nn.Conv3d(w[-1] + m[-1], c.temporal_width, (3, 3, 3), padding=1), nn.SiLU(),
             nn.Conv3d(c.temporal_width, c.temporal_width, (3, 3, 3), padding=1), nn.SiLU(),
         )
         self.penultimate = nn.Sequential(nn.Linear(c.temporal_width, c.feature_dim), nn.SiLU())
+        self.head_dropout = nn.Dropout(c.dropout)
         self.regression = nn.Linear(c.feature_dim, len(REGRESSION_HEADS))
         self.labels = nn.ModuleDict({name: nn.Linear(c.feature_dim, n) for name, n in LABEL_HEADS.items()})
 
@@ -62,15 +71,14 @@ class AttributeEncoder(nn.Module):
         return self._prepare(videos.flatten(0, 1))
 
     def trunk_maps(self, videos: torch.Tensor) -> torch.Tensor:
-        """(N, C + 3, T, h, w): trunk features of every frame, with the frame difference to the next
-        (pooled to the same grid) appended, so motion is visible to the temporal layers."""
+        """(N, C + M, T, h, w): trunk features of every frame beside motion features of its difference to
+        the next frame (zero for the last), so the temporal layers see both appearance and motion."""
         n, t = videos.shape[:2]
-        x = self._frames(videos)
-        maps = self.trunk(x)
-        small = F.adaptive_avg_pool2d(x, maps.shape[-2:]).unflatten(0, (n, t))
-        diff = torch.cat([small[:, 1:] - small[:, :-1], torch.zeros_like(small[:, :1])], 1)
-        maps = maps.unflatten(0, (n, t))
-        return torch.cat([maps, diff], 2).permute(0, 2, 1, 3, 4)
+        x = self._frames(videos).unflatten(0, (n, t))
+        diff = torch.cat([x[:, 1:] - x[:, :-1], torch.zeros_like(x[:, :1])], 1)
+        maps = self.trunk(x.flatten(0, 1))
+        motion = self.motion(diff.flatten(0, 1))
+        return torch.cat([maps, motion], 1).unflatten(0, (n, t)).permute(0, 2, 1, 3, 4)
 
     def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 3, H, W) -> (N, C) pooled trunk features (FID-synth)."""
@@ -85,7 +93,7 @@ class AttributeEncoder(nn.Module):
 
     def forward(self, videos: torch.Tensor) -> dict[str, torch.Tensor]:
         """Predictions: "speed", "yaw_rate", "agents" (N,) in target units; label logits (N, classes)."""
-        h = self.clip_features(videos)
+        h = self.head_dropout(self.clip_features(videos))
         reg = self.regression(h)
         out = {name: reg[:, i] / TARGET_SCALE[name] for i, name in enumerate(REGRESSION_HEADS)}
         out.update({name: head(h) for name, head in self.labels.items()})
@@ -100,4 +108,6 @@ def build_attrnet(config: dict) -> AttributeEncoder:
         temporal_width=int(config.get("temporal_width", d.temporal_width)),
         feature_dim=int(config.get("feature_dim", d.feature_dim)),
         input_size=tuple(config.get("input_size", d.input_size)),  # type: ignore[arg-type]
+        motion_widths=tuple(config.get("motion_widths", d.motion_widths)),  # type: ignore[arg-type]
+        dropout=float(config.get("dropout", d.dropout)),
     ))

@@ -17,9 +17,12 @@ from drivesim.vocab import LABEL_VOCAB
 
 log = logging.getLogger(__name__)
 
-#: Seeds the metric networks train on (the last two validate); never a protocol's held-out seed.
+#: Seeds the layout network trains and validates on (2 scenes x 20 s each); never a protocol's held-out seed.
 TRAIN_SEEDS = tuple(range(1000, 1014))
 VAL_SEEDS = (1014, 1015)
+#: Seeds of the attribute encoder (6 scenes x 10 s each: 192 training scenes, 48 validation scenes).
+ATTR_TRAIN_SEEDS = tuple(range(2000, 2032))
+ATTR_VAL_SEEDS = tuple(range(2032, 2040))
 
 
 def check_disjoint(seeds: tuple[int, ...] | list[int]) -> None:
