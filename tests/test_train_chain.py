@@ -150,3 +150,16 @@ def test_a_parent_of_another_architecture_is_refused_before_anything_is_written(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "architecture differs" in err, err
     assert not out.exists()
+
+
+def test_resume_false_keeps_the_old_export_until_a_new_one_is_written(chain: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(chain["tmp"], run)
+    before = load_file(str(run / "export" / "temporal.safetensors"))
+    args = train_args("prediction", chain["world"], run, chain["cache"], 6, f"model.pretrained={chain['img']}/export",
+                      "trainer.lr=1e30", "trainer.gradient_clip_val=null", "resume=false")
+    assert main(args) == 1  # the new run dies of bad numbers...
+    after = load_file(str(run / "export" / "temporal.safetensors"))
+    assert all(torch.equal(before[k], after[k]) for k in before)  # ...and the good export is still there

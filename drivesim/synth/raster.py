@@ -61,7 +61,7 @@ class Rasteriser:
         self.scene, self.camera = scene, camera
         self.style = scene.style
         colours = np.array([a.colour for a in scene.agents]).reshape(-1, 3)
-        self.shader = Shader(scene.style, colours)
+        self.shader = Shader(scene.style, colours, scene.livery.secondary if scene.livery is not None else None)
         self.agents = SolidSet(scene.shapes)
         self.props = SolidSet([p.shape for p in scene.props])
         self.prop_s = np.array([p.s for p in scene.props], dtype=float)

@@ -15,6 +15,7 @@ from drivesim.config.synth import SynthConfig
 from drivesim.progress import progress
 from drivesim.synth.camera import Camera
 from drivesim.synth.jsonio import dump
+from drivesim.synth.livery import get_livery
 from drivesim.synth.nuscenes_writer import CHANNEL, NuScenesTables
 from drivesim.synth.scene import build_scene, frame_count
 from drivesim.synth.scene_writer import SceneWriter
@@ -64,6 +65,10 @@ def validate(cfg: SynthConfig) -> None:
             raise ValueError(f"world.{name} must be >= 0, got {density}")
     if not 0.0 <= world.stop_probability <= 1.0:
         raise ValueError(f"world.stop_probability must be in [0, 1], got {world.stop_probability}")
+    if world.livery is not None:
+        get_livery(world.livery)
+    if not 0.0 <= world.livery_fraction <= 1.0:
+        raise ValueError(f"world.livery_fraction must be in [0, 1], got {world.livery_fraction}")
     frame_count(cfg.seconds, cfg.fps, cfg.keyframe_hz)
     Camera.from_config(cfg.camera)
 
@@ -129,6 +134,9 @@ def _render_into(partial: Path, cfg: SynthConfig) -> None:
     tables.write(partial, cfg.version)
     settings = dataclasses.asdict(cfg)
     settings.pop("out")  # the folder's own location is not part of its content
+    if cfg.world.livery is None:  # without a livery the manifest reads as it did before the option existed
+        for key in ("livery", "livery_fraction"):
+            settings["world"].pop(key)
     dump(partial / MANIFEST, {"generator": "drivesim.synth", "format_version": 1, "config": settings,
                               "scenes": names})
     if cfg.preview:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from drivesim.config.synth import SynthConfig
 from drivesim.synth import shapes as sh
 from drivesim.synth.agents import CROWD_DENSITY, AgentSpec, spawn_agents
+from drivesim.synth.livery import Livery, apply_livery, choose_wearers, get_livery
 from drivesim.synth.road import CrossSection, Road
 from drivesim.synth.style import CROWDEDNESS, TIMES_OF_DAY, WEATHERS, Style, make_style
 from drivesim.synth.traffic import StopEvent, Trajectories, simulate
@@ -41,6 +42,8 @@ class Scene:
     n_frames: int
     fps: float
     seed: int  # the dataset seed; with `index` it seeds per-frame effects (rain)
+    livery: Livery | None = None  # world.livery, worn by the agents flagged in `wears_livery`
+    wears_livery: tuple[bool, ...] = ()
 
     @property
     def description(self) -> str:
@@ -127,5 +130,11 @@ def build_scene(cfg: SynthConfig, index: int) -> Scene:
     if stop is not None and np.isfinite(stop.s):
         props.append(Prop(sh.traffic_light_shape(1.0), stop.s, section.right_kerb - 0.5, 0.0, "traffic_light"))
     shapes = [sh.agent_shape(a.kind, a.width, a.length, a.height) for a in agents]
+    livery, wears = None, [False] * len(agents)
+    if world.livery is not None:  # its own random stream, after everything else: the scene is otherwise unchanged
+        livery = get_livery(world.livery)
+        wears = choose_wearers(int(cfg.seed), index, [a.kind for a in agents], world.livery_fraction)
+        agents = [replace(a, colour=livery.primary) if w else a for a, w in zip(agents, wears)]
+        shapes = [apply_livery(s, livery) if w else s for s, w in zip(shapes, wears)]
     return Scene(index, f"synth-{index:04d}", tod, weather, crowd, road, style, agents, shapes, props, traj,
-                 n_frames, cfg.fps, int(cfg.seed))
+                 n_frames, cfg.fps, int(cfg.seed), livery, tuple(wears))

@@ -160,6 +160,9 @@ class SceneWriter:
                  "instances": {str(i + 1): instance_toks[i] for i in range(len(scene.agents))},
                  "instance_categories": {str(i + 1): a.category for i, a in enumerate(scene.agents)},
                  "frames": frames_truth}
+        if scene.livery is not None:  # only then: a world without a livery writes what it always wrote
+            truth["livery"] = {"name": cfg.world.livery,
+                               "instances": [i + 1 for i, w in enumerate(scene.wears_livery) if w]}
         dump(self.root / TRUTH_DIR / f"{name}.json", truth, compact=True)
         log.info("scene %s: %d frames, %d annotated agents (%s)", name, n, len(ann_by_instance), scene.description)
 

@@ -15,7 +15,8 @@ _RED, _GREEN = ROLE_INDEX[sh.RED_LIGHT], ROLE_INDEX[sh.GREEN_LIGHT]
 class Shader:
     """Per-style colour table over shapes.ROLES; `shade` colours one frame's polygons."""
 
-    def __init__(self, style: Style, agent_colours: np.ndarray) -> None:
+    def __init__(self, style: Style, agent_colours: np.ndarray,
+                 livery_colour: tuple[float, float, float] | None = None) -> None:
         self.style = style
         self.agent_colours = agent_colours
         self.table = np.zeros((len(sh.ROLES), 3))
@@ -24,6 +25,8 @@ class Shader:
             if r in sh.EMISSIVE:
                 self.table[k] = style.emissive_colour(r)
                 self.emissive[k] = style.headlights or r in (sh.RED_LIGHT, sh.GREEN_LIGHT)
+            elif r == sh.LIVERY:
+                self.table[k] = livery_colour if livery_colour is not None else (0.0, 0.0, 0.0)
             elif r != sh.PAINT:
                 self.table[k] = style.base_colour(r)
 

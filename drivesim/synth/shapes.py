@@ -11,14 +11,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# colour roles; "paint" takes the object's own colour
+# colour roles; "paint" takes the object's own colour, "livery" the secondary colour of a livery (synth/livery.py)
 PAINT, GLASS, TYRE, DARK, SKIN, HEADLIGHT, TAILLIGHT, TRUNK, LEAVES, CONCRETE, METAL, LAMP, RED_LIGHT, GREEN_LIGHT = (
     "paint", "glass", "tyre", "dark", "skin", "headlight", "taillight", "trunk", "leaves", "concrete", "metal",
     "lamp", "red_light", "green_light")
 EMISSIVE = {HEADLIGHT, TAILLIGHT, LAMP, RED_LIGHT, GREEN_LIGHT}
 GROUND_ROLES = ("road", "sidewalk", "grass", "white_line", "yellow_line")
+LIVERY = "livery"
 ROLES = (PAINT, GLASS, TYRE, DARK, SKIN, HEADLIGHT, TAILLIGHT, TRUNK, LEAVES, CONCRETE, METAL, LAMP, RED_LIGHT,
-         GREEN_LIGHT) + GROUND_ROLES
+         GREEN_LIGHT) + GROUND_ROLES + (LIVERY,)  # LIVERY last: the other roles keep their indices
 
 
 @dataclass

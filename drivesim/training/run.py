@@ -50,8 +50,10 @@ def _prepare_out(out: Path, cfg: DictConfig) -> None:
     saved = out / RUN_CONFIG
     if saved.is_file():
         if not bool(cfg.resume):
-            log.info("resume=false: starting %s afresh", out)
-            for name in ("checkpoints", "export", "logs", RUN_CONFIG):
+            # The old export stays until the new one replaces it (export_writer renames it in at the end):
+            # a new run that fails or is killed never leaves the folder without a good export.
+            log.info("resume=false: starting %s afresh (its export stays until the new one is written)", out)
+            for name in ("checkpoints", "logs", RUN_CONFIG):
                 target = out / name
                 shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
         else:
