@@ -108,7 +108,15 @@ def test_default_metrics_list_what_could_not_run(world, tmp_path, monkeypatch) -
 
 
 def test_layout_action_and_synthetic_frechet_run_with_weights(world, tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("DRIVESIM_METRIC_WEIGHTS", str(train_tiny_weights(tmp_path / "nets")))
+    from drivesim.metrics import suite
+
+    monkeypatch.setenv("DRIVESIM_METRIC_WEIGHTS", str(train_tiny_weights(tmp_path / "nets", validate=True)))
+    protocol = replace(load_protocol("synth-bench-v1"), clip_frames=CLIP, split=None)
+    data = {"name": "synthetic", "root": str(world["synth"])}
+    # A few steps of training cannot read ego motion: action adherence is refused, never reported from noise.
+    with pytest.raises(suite.Unavailable, match="reads ego motion too poorly.*R2 speed"):
+        evaluate_folder(world["real"], data=data, protocol=protocol, metrics=["action"])
+    monkeypatch.setattr(suite, "ACTION_MIN_R2", float("-inf"))
     report = evaluate_folder(world["real"], data={"name": "synthetic", "root": str(world["synth"])},
                              protocol=replace(load_protocol("synth-bench-v1"), clip_frames=CLIP, split=None),
                              metrics=["layout", "action", "fid_synth", "fvd_synth"], out=tmp_path / "out")

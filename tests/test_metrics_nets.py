@@ -91,3 +91,14 @@ def test_synthetic_frechet_metrics_and_actions_run_on_the_encoder(weights: Path)
     video = EvalVideo("v", clips.flatten(0, 1)[:16], 12.0, [FrameCond(k / 12, 5.0, 0.1) for k in range(16)])
     series = action_series(encoder, video)
     assert len(series.times) == 3 and np.isfinite(series.speed_error).all()
+
+
+def test_a_checkpoint_of_another_recipe_is_refused(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    torch.set_num_threads(1)
+    recipe = tiny_recipe("layout", tmp_path / "w", steps=2, out=tmp_path / "a.safetensors")
+    recipe.save_every = 1
+    train_module.train(recipe)
+    with pytest.raises(ValueError, match="another recipe"):
+        train_module.train(replace(recipe, lr=0.5, steps=3))

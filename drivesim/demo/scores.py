@@ -47,6 +47,7 @@ def measure(generated: Path, protocol: ProtocolConfig, fps: float, groups: list[
             log.warning("%s: unavailable: %s", group, report["unavailable"][group])
             continue
         report["metrics"].update(part["metrics"])
+        report["unavailable"].update(part.get("unavailable", {}))  # e.g. one action head too weak to judge
         if report["protocol"] is None:
             report["protocol"] = part["protocol"]
         else:

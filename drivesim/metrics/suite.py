@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 GROUPS = ("fid", "fvd", "fid_synth", "fvd_synth", "layout", "temporal", "action")
 
 
+#: Held-out R2 the attribute encoder's speed and yaw-rate heads need before action adherence is reported.
+ACTION_MIN_R2 = 0.5
+
+
 class Unavailable(RuntimeError):
     """A metric group that cannot run on these inputs (one line saying why)."""
 
@@ -229,6 +233,11 @@ def _action(gen: VideoSeq, real: VideoSeq, opts: SuiteOptions, out: SuiteResult)
 
     p, start = opts.protocol, first_counted(opts.protocol)
     encoder = _encoder(out)
+    validation = out.extractors["attributes"].get("training", {}).get("validation", {})
+    fits = {n: validation.get(f"r2_{n}") for n in ("speed", "yaw_rate")}
+    trusted = [n for n, v in fits.items() if v is not None and v >= ACTION_MIN_R2]
+    _need(bool(trusted), f"action: the attribute encoder reads ego motion too poorly to judge it (held-out R2 "
+          f"speed {fits['speed']}, yaw rate {fits['yaw_rate']}; needs >= {ACTION_MIN_R2})")
     gs = [action_series(encoder, v, start) for v in with_conditions(gen)]
     _need(bool(gs), "action: no generated video has conditions.jsonl (commanded ego speed and yaw rate)")
     rs = [action_series(encoder, v, start) for v in with_conditions(real)]
@@ -236,10 +245,16 @@ def _action(gen: VideoSeq, real: VideoSeq, opts: SuiteOptions, out: SuiteResult)
     rsp, ryaw, n_real = mean_errors(rs)
     _need(n > 0, "action: no window of the generated videos has known ego commands")
     times = np.concatenate([s.times for s in gs])
-    out.metrics["action_speed"] = {"value": gsp, "n": n, "real": _finite(rsp), "n_real": n_real, "unit": "m/s MAE",
-                                   "drift": drift_record(times, np.concatenate([s.speed_error for s in gs]), p.window_seconds)}
-    out.metrics["action_yaw_rate"] = {"value": gyaw, "n": n, "real": _finite(ryaw), "n_real": n_real, "unit": "rad/s MAE",
-                                      "drift": drift_record(times, np.concatenate([s.yaw_rate_error for s in gs]), p.window_seconds)}
+    figures = {"speed": (gsp, rsp, "m/s MAE", [s.speed_error for s in gs]),
+               "yaw_rate": (gyaw, ryaw, "rad/s MAE", [s.yaw_rate_error for s in gs])}
+    for name, (value, real_value, unit, errors) in figures.items():
+        if name not in trusted:  # one head may read its quantity while the other cannot: only that one reports
+            out.unavailable[f"action_{name}"] = (f"the attribute encoder's {name} head is too weak to judge it "
+                                                 f"(held-out R2 {fits[name]}; needs >= {ACTION_MIN_R2})")
+            continue
+        out.metrics[f"action_{name}"] = {"value": value, "n": n, "real": _finite(real_value), "n_real": n_real,
+                                         "unit": unit, "encoder_r2": fits[name],
+                                         "drift": drift_record(times, np.concatenate(errors), p.window_seconds)}
 
 
 _RUNNERS = {"fid": _fid, "fvd": _fvd, "fid_synth": _fid_synth, "fvd_synth": _fvd_synth, "layout": _layout,

@@ -121,6 +121,18 @@ def _checkpoint(path: Path) -> dict | None:
     return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
 
 
+def recipe_identity(recipe: Recipe, model: nn.Module) -> str:
+    """What a checkpoint must match to be resumed: the recipe (less its length and paths), the network's
+    config and the target scales."""
+    import hashlib
+    import json
+
+    fields = {k: v for k, v in vars(recipe).items() if k not in ("steps", "work", "out", "save_every")}
+    blob = json.dumps({"recipe": fields, "config": model.config.to_dict(), "scales": TARGET_SCALE},  # type: ignore[operator,union-attr]
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def train(recipe: Recipe, validate: Callable[[nn.Module, Recipe], dict] | None = None) -> Path:
     """Train (or resume) `recipe`; returns the weights file written."""
     if recipe.kind not in NETS:
@@ -133,6 +145,9 @@ def train(recipe: Recipe, validate: Callable[[nn.Module, Recipe], dict] | None =
     ckpt_path = recipe.work / f"{recipe.kind}{'-tiny' if recipe.tiny else ''}.ckpt"
     state = _checkpoint(ckpt_path)
     step, seconds = 0, 0.0
+    identity = recipe_identity(recipe, model)
+    if state is not None and state.get("identity") != identity:
+        raise ValueError(f"{ckpt_path} was written by another recipe or network; delete it or use another --work")
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
@@ -156,7 +171,8 @@ def train(recipe: Recipe, validate: Callable[[nn.Module, Recipe], dict] | None =
             log.info("%s step %d/%d loss %.4f (%.2f s/step)", recipe.kind, step, recipe.steps, loss.item(), seconds / step)
         if step % recipe.save_every == 0 or step == recipe.steps:
             with atomic_path(ckpt_path) as tmp:
-                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "seconds": seconds}, tmp)
+                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "seconds": seconds,
+                            "identity": identity}, tmp)
     model.eval()
     figures = validate(model, recipe) if validate is not None else {}
     spec = NETS[recipe.kind]
