@@ -37,7 +37,7 @@ def test_weights_carry_version_config_and_validation(weights: Path) -> None:
     assert seg.record()["name"] == "layout-seg-v1" and attr.record()["name"] == "synth-attr-v1"
     meta = read_metadata(weights / ATTRIBUTE_NET.filename)
     validation = meta["training"]["validation"]
-    assert {"r2_speed", "r2_yaw_rate", "accuracy_time_of_day", "sensitivity"} <= set(validation)
+    assert {"r2_speed", "r2_yaw_rate", "accuracy_time_of_day", "accuracy_order", "sensitivity"} <= set(validation)
     assert set(validation["sensitivity"]) == {"noise", "blur", "shuffle"}
     assert meta["training"]["train_seeds"] == [1000] and meta["training"]["seconds_per_step"] > 0
     layout = read_metadata(weights / LAYOUT_NET.filename)["training"]["validation"]
@@ -102,3 +102,11 @@ def test_a_checkpoint_of_another_recipe_is_refused(tmp_path: Path) -> None:
     train_module.train(recipe)
     with pytest.raises(ValueError, match="another recipe"):
         train_module.train(replace(recipe, lr=0.5, steps=3))
+
+
+def test_shuffled_copies_are_never_in_order_and_keep_the_frames() -> None:
+    clips = torch.arange(4 * 5, dtype=torch.uint8).view(4, 5, 1, 1, 1).expand(4, 5, 3, 2, 2).contiguous()
+    out = train_module.shuffled_copies(clips, np.random.default_rng(0))
+    for a, b in zip(clips, out):
+        assert not torch.equal(a, b)
+        assert sorted(b[:, 0, 0, 0].tolist()) == a[:, 0, 0, 0].tolist()  # the same frames, another order

@@ -62,6 +62,9 @@ class AttributeEncoder(nn.Module):
         self.head_dropout = nn.Dropout(c.dropout)
         self.regression = nn.Linear(c.feature_dim, len(REGRESSION_HEADS))
         self.labels = nn.ModuleDict({name: nn.Linear(c.feature_dim, n) for name, n in LABEL_HEADS.items()})
+        # Temporal coherence: is the clip in its true frame order? Trained on partly shuffled copies, it makes
+        # the FVD-synth features register broken motion (attribute heads alone left them blind to it).
+        self.order = nn.Linear(c.feature_dim, 1)
 
     def _prepare(self, frames: torch.Tensor) -> torch.Tensor:
         x = frames.to(torch.float32) / 127.5 - 1.0
@@ -94,11 +97,13 @@ class AttributeEncoder(nn.Module):
         return self.penultimate(pooled)
 
     def forward(self, videos: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Predictions: "speed", "yaw_rate", "agents" (N,) in target units; label logits (N, classes)."""
+        """Predictions: "speed", "yaw_rate", "agents" (N,) in target units; label logits (N, classes);
+        "order" (N,): logit that the frames are out of order."""
         h = self.head_dropout(self.clip_features(videos))
         reg = self.regression(h)
         out = {name: reg[:, i] / TARGET_SCALE[name] for i, name in enumerate(REGRESSION_HEADS)}
         out.update({name: head(h) for name, head in self.labels.items()})
+        out["order"] = self.order(h)[:, 0]
         return out
 
 

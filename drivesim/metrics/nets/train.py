@@ -76,7 +76,7 @@ def default_recipe(kind: str, work: Path, **overrides: object) -> Recipe:
     if kind == "layout":
         recipe = Recipe(kind, work, steps=2500, batch=8)
     else:
-        recipe = Recipe(kind, work, steps=5000, batch=8, weight_decay=0.05, scenes=6, seconds=10.0,
+        recipe = Recipe(kind, work, steps=4000, batch=8, weight_decay=0.05, scenes=6, seconds=10.0,
                         train_seeds=ATTR_TRAIN_SEEDS, val_seeds=ATTR_VAL_SEEDS)
     for key, value in overrides.items():
         setattr(recipe, key, value)
@@ -98,17 +98,36 @@ def attr_targets(data: AttrWindows, picks: np.ndarray) -> dict[str, torch.Tensor
     return out
 
 
+def shuffled_copies(clips: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Each clip with a random subset of >= 2 of its frames permuted (never left in order)."""
+    out = clips.clone()
+    t = clips.shape[1]
+    for i in range(clips.shape[0]):
+        k = int(rng.integers(2, t + 1))
+        idx = np.sort(rng.choice(t, size=k, replace=False))
+        perm = rng.permutation(k)
+        while np.array_equal(perm, np.arange(k)):
+            perm = rng.permutation(k)
+        out[i, torch.from_numpy(idx)] = clips[i, torch.from_numpy(idx[perm])]
+    return out
+
+
 def _attr_loss(model: nn.Module, data: AttrWindows, picks: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-    """Half the clips mirrored left-right with their yaw rate negated: twice the scenes, and a yaw head
-    that must read the turn, not the side of the road the ego drives on."""
+    """Half the clips mirrored left-right with their yaw rate negated (twice the scenes, and a yaw head that
+    must read the turn, not the side of the road); plus partly shuffled copies of half the batch for the
+    order head (attribute losses on the clips in order only)."""
     clips = torch.stack([data.clip(int(i)) for i in picks])
     target = attr_targets(data, picks)
     flip = torch.from_numpy(rng.random(len(picks)) < 0.5)
     clips = torch.where(flip[:, None, None, None, None], clips.flip(-1), clips)
     target["yaw_rate"] = torch.where(flip, -target["yaw_rate"], target["yaw_rate"])
-    pred = model(clips)
-    loss = sum(F.smooth_l1_loss(pred[n] * TARGET_SCALE[n], target[n] * TARGET_SCALE[n]) for n in REGRESSION_HEADS)
-    return loss + sum(F.cross_entropy(pred[n], target[n]) for n in LABEL_VOCAB)  # type: ignore[return-value]
+    negatives = shuffled_copies(clips[: max(1, len(picks) // 2)], rng)
+    pred = model(torch.cat([clips, negatives]))
+    n = len(picks)
+    loss = sum(F.smooth_l1_loss(pred[k][:n] * TARGET_SCALE[k], target[k] * TARGET_SCALE[k]) for k in REGRESSION_HEADS)
+    loss = loss + sum(F.cross_entropy(pred[k][:n], target[k]) for k in LABEL_VOCAB)
+    order_target = torch.cat([torch.zeros(n), torch.ones(len(negatives))])
+    return loss + F.binary_cross_entropy_with_logits(pred["order"], order_target)  # type: ignore[return-value]
 
 
 def _data(recipe: Recipe, seeds: tuple[int, ...]) -> SegFrames | AttrWindows:
@@ -123,13 +142,14 @@ def _checkpoint(path: Path) -> dict | None:
 
 def recipe_identity(recipe: Recipe, model: nn.Module) -> str:
     """What a checkpoint must match to be resumed: the recipe (less its length and paths), the network's
-    config and the target scales."""
+    config, parameter names and shapes, and the target scales."""
     import hashlib
     import json
 
     fields = {k: v for k, v in vars(recipe).items() if k not in ("steps", "work", "out", "save_every")}
-    blob = json.dumps({"recipe": fields, "config": model.config.to_dict(), "scales": TARGET_SCALE},  # type: ignore[operator,union-attr]
-                      sort_keys=True, default=str)
+    params = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+    blob = json.dumps({"recipe": fields, "config": model.config.to_dict(), "scales": TARGET_SCALE,  # type: ignore[operator,union-attr]
+                       "params": params}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -180,7 +200,7 @@ def train(recipe: Recipe, validate: Callable[[nn.Module, Recipe], dict] | None =
     training = {"steps": recipe.steps, "batch": recipe.batch, "lr": recipe.lr, "seed": recipe.seed,
                 "train_seeds": list(recipe.train_seeds), "val_seeds": list(recipe.val_seeds),
                 "scenes_per_seed": recipe.scenes, "seconds_per_scene": recipe.seconds,
-                "weight_decay": recipe.weight_decay, "augmentation": "none" if recipe.kind == "layout" else "hflip (yaw negated)",
+                "weight_decay": recipe.weight_decay, "augmentation": "none" if recipe.kind == "layout" else "hflip (yaw negated); shuffled copies for the order head",
                 "seconds_per_step": seconds / max(step, 1), "validation": figures, "tiny": recipe.tiny}
     save_net(model, spec, out, model.config.to_dict(), training)  # type: ignore[operator,union-attr]
     log.info("wrote %s (%s)", out, spec.version)
@@ -191,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m drivesim.metrics.nets.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("kind", choices=sorted(NETS))
     parser.add_argument("--work", type=Path, default=Path("outputs/metric-nets"))
-    parser.add_argument("--steps", type=int, default=None, help="default: layout 2500 (~30 min), attributes 5000 (~30 min) on 1 thread")
+    parser.add_argument("--steps", type=int, default=None, help="default: layout 2500 (~30 min), attributes 4000 (~30 min) on 1 thread")
     parser.add_argument("--batch", type=int, default=None, help="default: layout 8 frames, attributes 8 clips")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)

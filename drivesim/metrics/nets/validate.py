@@ -69,6 +69,14 @@ def validate_attributes(model: nn.Module, data: AttrWindows, max_windows: int = 
     pred = {k: torch.cat([p[k] for p in preds]) for k in preds[0]}
     out: dict[str, Any] = {f"r2_{n}": _r2(pred[n].numpy(), target[n].numpy()) for n in REGRESSION_HEADS}
     out.update({f"accuracy_{n}": float((pred[n].argmax(1) == target[n]).float().mean()) for n in LABEL_VOCAB})
+    with torch.no_grad():
+        shuffled = corrupt(clips, "shuffle", 0.5, seed=1)
+        moved = (shuffled != clips).flatten(1).any(1)  # clips whose draw left every frame in place do not count
+        logits = torch.cat([model(clips[i:i + 8])["order"] for i in range(0, len(clips), 8)] +
+                           [model(shuffled[i:i + 8])["order"] for i in range(0, len(clips), 8)])
+    truth = torch.cat([torch.zeros(len(clips), dtype=torch.bool), moved])
+    keep = torch.cat([torch.ones(len(clips), dtype=torch.bool), moved])
+    out["accuracy_order"] = float(((logits > 0) == truth)[keep].float().mean())
     half = len(clips) // 2
     reference, probe = clips[0:2 * half:2], clips[1:2 * half:2]
     sensitivity: dict[str, Any] = {}
