@@ -124,10 +124,11 @@ def _attr_loss(model: nn.Module, data: AttrWindows, picks: np.ndarray, rng: np.r
     negatives = shuffled_copies(clips[: max(1, len(picks) // 2)], rng)
     pred = model(torch.cat([clips, negatives]))
     n = len(picks)
-    loss = sum(F.smooth_l1_loss(pred[k][:n] * TARGET_SCALE[k], target[k] * TARGET_SCALE[k]) for k in REGRESSION_HEADS)
-    loss = loss + sum(F.cross_entropy(pred[k][:n], target[k]) for k in LABEL_VOCAB)
+    terms = [F.smooth_l1_loss(pred[k][:n] * TARGET_SCALE[k], target[k] * TARGET_SCALE[k]) for k in REGRESSION_HEADS]
+    terms += [F.cross_entropy(pred[k][:n], target[k]) for k in LABEL_VOCAB]
+    loss = torch.stack(terms).sum()
     order_target = torch.cat([torch.zeros(n), torch.ones(len(negatives))])
-    return loss + F.binary_cross_entropy_with_logits(pred["order"], order_target)  # type: ignore[return-value]
+    return loss + F.binary_cross_entropy_with_logits(pred["order"], order_target)
 
 
 def _data(recipe: Recipe, seeds: tuple[int, ...]) -> SegFrames | AttrWindows:
