@@ -83,13 +83,20 @@ def _rendered(root: Path, scene: str, times: np.ndarray, fps: float, size: tuple
     return frames
 
 
-def _add_wall(folder: Path, seconds: float) -> None:
-    """Wall seconds spent on this drive of this method, kept beside it so that a resumed run reports the total."""
-    atomic_write_text(folder / "wall.json", json.dumps({"seconds": seconds}) + "\n")
-
-
 def total_walls(work: Path) -> dict[str, float]:
-    return {m: sum(json.loads(p.read_text())["seconds"] for p in (work / m).glob("*/wall.json")) for m in METHODS}
+    """Wall seconds per method over every finished drive: the engine's own stage seconds for the cascade
+    (they add up across resumes), `wall` of run.json for the methods written here."""
+    walls = dict.fromkeys(METHODS, 0.0)
+    for method in METHODS:
+        for run in (work / method).glob("*/run.json"):
+            record = json.loads(run.read_text())
+            if method == "cascade":
+                walls[method] += sum(float(v) for v in record["stage_seconds"].values())
+            elif "wall" in record:
+                walls[method] += float(record["wall"])
+            else:
+                raise DemoError(f"{run}: no wall seconds recorded (written by another version of this benchmark)")
+    return walls
 
 
 def _done(folder: Path) -> bool:
@@ -97,12 +104,14 @@ def _done(folder: Path) -> bool:
 
 
 def _write(folder: Path, frames: torch.Tensor, conditions: Path, record: dict[str, Any], method: str,
-           fps: float) -> None:
+           fps: float, wall: float = 0.0) -> None:
+    """The drive in generate's format; run.json (with the wall seconds it took) last."""
     folder.mkdir(parents=True, exist_ok=True)
     write_mp4(folder / "video.mp4", frames, fps)
     if conditions != folder / "conditions.jsonl":
         shutil.copy2(conditions, folder / "conditions.jsonl")  # the same boxes for every method of a drive
-    atomic_write_text(folder / "run.json", json.dumps({"fps": fps, "method": method, **record}, default=str) + "\n")
+    atomic_write_text(folder / "run.json",
+                      json.dumps({"fps": fps, "method": method, "wall": wall, **record}, default=str) + "\n")
 
 
 def _write_conditions(path: Path, job: Any, n: int, fps: float) -> None:
@@ -162,7 +171,7 @@ def floor_protocol(protocol: ProtocolConfig) -> ProtocolConfig:
 def make_methods(settings: BenchSettings, cfg: Any, plan: CascadePlan) -> None:
     """Write every method's videos of every drive under settings.work (drives already written are kept:
     a killed benchmark resumes), each with its wall seconds."""
-    from drivesim.demo.run import _generate_cfg
+    from drivesim.demo.run import replay_config
     from drivesim.pipelines.run import prepare
     from drivesim.pipelines.store import RolloutStore
 
@@ -170,42 +179,43 @@ def make_methods(settings: BenchSettings, cfg: Any, plan: CascadePlan) -> None:
     height, width = (int(s) for s in plan.stages["temporal"].size)
     size = (height, width)
     start = plan.start_time(int(cfg.context_frames))
+    methods = [m for m in METHODS if m != "real" and (m != "image_model" or "image" in plan.stages)]
+    n = int(round(float(cfg.seconds) * fps))  # every method's drives and the floor's: the same frames
     cascade = None
     for root, scene in drives_of(settings.protocol, settings.max_drives):
         name = f"{root.name}-{scene}"
         folder = {m: settings.work / m / name for m in METHODS}
-        if all(_done(folder[m]) for m in METHODS if m != "real"):
+        if all(_done(folder[m]) for m in methods):
             continue
         if not _done(folder["cascade"]):
             drive = replay_drive(cfg, plan, root, scene, folder["cascade"], show_progress=False)
             RolloutStore(drive.result.out).discard()
-            _add_wall(folder["cascade"], drive.seconds)
             cascade = drive.job.cascade
-        job = prepare(_generate_cfg(cfg, plan, root, scene, folder["cascade"]), cascade)
+        job = prepare(replay_config(cfg, plan, root, scene, folder["cascade"]), cascade)
         cascade = job.cascade
         record = json.loads((folder["cascade"] / "run.json").read_text()).get("demo", {})
         conditions = folder["cascade"] / "conditions.jsonl"
-        n = sum(1 for _ in conditions.open())
+        with conditions.open() as lines:
+            if sum(1 for _ in lines) != n:
+                raise DemoError(f"{conditions}: not {n} frames ({cfg.seconds} s at {fps:g} fps)")
         frames = _rendered(root, scene, start + (np.arange(n + 1) - 1) / fps, fps, size)  # [last context, drive...]
         if not _done(folder["copy_last_frame"]):
             _write(folder["copy_last_frame"], frames[:1].expand(n, -1, -1, -1).contiguous(), conditions, record,
                    "copy_last_frame", fps)
         if not _done(folder["autoencoder"]):
             t0 = time.perf_counter()
-            _write(folder["autoencoder"], _autoencoder(job, frames[1:]), conditions, record, "autoencoder", fps)
-            _add_wall(folder["autoencoder"], time.perf_counter() - t0)
-        if job.cascade.engine.image is not None and not _done(folder["image_model"]):
+            video = _autoencoder(job, frames[1:])
+            _write(folder["autoencoder"], video, conditions, record, "autoencoder", fps, time.perf_counter() - t0)
+        if "image_model" in methods and not _done(folder["image_model"]):
             t0 = time.perf_counter()
             image = torch.cat(list(_image_model(job, cfg, n, fps, int(cfg.seed))))
-            _write(folder["image_model"], image, conditions, record, "image_model", fps)
-            _add_wall(folder["image_model"], time.perf_counter() - t0)
+            _write(folder["image_model"], image, conditions, record, "image_model", fps, time.perf_counter() - t0)
     for root, scene in drives_of(floor_protocol(settings.protocol), settings.max_drives):
         folder_real = settings.work / "real" / f"{root.name}-{scene}"
         if _done(folder_real):
             continue
-        job = prepare(_generate_cfg(cfg, plan, root, scene, folder_real), cascade)
+        job = prepare(replay_config(cfg, plan, root, scene, folder_real), cascade)
         cascade = job.cascade
-        n = int(round(float(cfg.seconds) * fps))
         _write_conditions(folder_real / "conditions.jsonl", job, n, fps)
         frames = _rendered(root, scene, start + np.arange(n) / fps, fps, size)
         _write(folder_real, frames, folder_real / "conditions.jsonl", {"floor_scene": scene, "synth": str(root)},
@@ -258,12 +268,33 @@ def write_results(settings: BenchSettings, report: dict[str, Any]) -> None:
     settings.out.with_suffix(".md").write_text("\n".join(lines))
 
 
-def prepare_work(settings: BenchSettings, cfg: Any) -> None:
+def cascade_identity(plan: CascadePlan) -> dict[str, str]:
+    """sha256 of every file of every stage export: videos of a retrained or re-exported cascade never mix."""
+    import hashlib
+
+    out = {}
+    for stage, export in sorted(plan.stages.items()):
+        digest = hashlib.sha256()
+        for path in sorted(p for p in export.path.rglob("*") if p.is_file()):
+            digest.update(path.relative_to(export.path).as_posix().encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+        out[stage] = digest.hexdigest()
+    return out
+
+
+def work_stamp(settings: BenchSettings, cfg: Any, plan: CascadePlan) -> str:
+    """Everything that changes the videos (not their scores): the cascade's files, the drives, the demo config."""
+    video_keys = ("held_out_seeds", "render", "size", "fps", "camera")
+    protocol = {k: v for k, v in plain(settings.protocol).items() if k in video_keys}
+    return json.dumps({"protocol": protocol, "cascade": cascade_identity(plan), "seconds": cfg.seconds,
+                       "max_drives": settings.max_drives, "demo": OmegaConf.to_container(cfg, resolve=True)},
+                      sort_keys=True, default=str)
+
+
+def prepare_work(settings: BenchSettings, cfg: Any, plan: CascadePlan) -> None:
     """Keep --work when it holds this very benchmark (a resume); empty it when its settings differ."""
     stamp = settings.work / "bench.json"
-    wanted = json.dumps({"protocol": plain(settings.protocol), "cascade": str(cfg.cascade), "seconds": cfg.seconds,
-                         "max_drives": settings.max_drives, "demo": OmegaConf.to_container(cfg, resolve=True)},
-                        sort_keys=True, default=str)
+    wanted = work_stamp(settings, cfg, plan)
     if settings.work.exists():
         if stamp.is_file() and stamp.read_text() == wanted:
             log.info("resuming the benchmark in %s", settings.work)
@@ -284,7 +315,7 @@ def run_bench(settings: BenchSettings, command: str = "") -> dict[str, Any]:
     seconds = settings.seconds or (np.floor((render - plan.start_time(int(cfg.context_frames))) * plan.out_fps)
                                    / plan.out_fps)
     cfg.seconds = float(seconds)
-    prepare_work(settings, cfg)
+    prepare_work(settings, cfg, plan)
     make_methods(settings, cfg, plan)
     if settings.generate_only:
         log.info("videos written under %s (--generate-only: not measured)", settings.work)

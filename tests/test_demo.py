@@ -212,8 +212,11 @@ def test_demo_measures_the_synthetic_metrics_when_their_weights_exist(cascade: P
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from metrics_fixtures import train_tiny_weights
 
+    from drivesim.metrics import suite
+
     monkeypatch.setenv("DRIVESIM_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("DRIVESIM_METRIC_WEIGHTS", str(train_tiny_weights(tmp_path / "nets")))
+    monkeypatch.setenv("DRIVESIM_METRIC_WEIGHTS", str(train_tiny_weights(tmp_path / "nets", validate=True)))
+    monkeypatch.setattr(suite, "ACTION_MIN_R2", float("-inf"))  # test-size weights cannot read motion
     out = tmp_path / "demo"
     assert main(["demo", f"cascade={cascade}", "seconds=3", f"out={out}", "sampler.steps=1",
                  "interpolation_sampler.steps=1"]) == 0
@@ -226,7 +229,7 @@ def test_demo_measures_the_synthetic_metrics_when_their_weights_exist(cascade: P
     for name in ("layout_recall", "action_speed", "action_yaw_rate"):
         assert report["metrics"][name]["n"] > 0
     assert report["protocol"]["extractors"]["layout"]["name"] == "layout-seg-v1"
-    assert report["protocol"]["extractors"]["attributes"]["name"] == "synth-attr-v1"
+    assert report["protocol"]["extractors"]["attributes"]["name"] == "synth-attr-v2"
 
 
 def test_the_shipped_cascade_is_complete_linked_and_within_budget() -> None:

@@ -64,6 +64,10 @@ def test_synth_bench_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert bench.main(args) == 0
     again = json.loads(out.with_suffix(".json").read_text())
     assert again["methods"]["cascade"]["metrics"] == report["methods"]["cascade"]["metrics"]
+    assert again["wall_seconds"] == report["wall_seconds"] and report["wall_seconds"]["cascade"] > 0
+    # A scoring setting changes no video: the rerun keeps them; another cascade would start over.
+    monkeypatch.setattr(bench, "replay_drive", lambda *a, **k: pytest.fail("videos were regenerated"))
+    assert bench.main([*args[:args.index("clip_frames=8")], "clip_frames=4", *args[args.index("clip_frames=8") + 1:]]) == 0
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")

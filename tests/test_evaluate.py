@@ -124,7 +124,7 @@ def test_layout_action_and_synthetic_frechet_run_with_weights(world, tmp_path, m
     assert {"layout_recall", "layout_hallucinated_area", "action_speed", "action_yaw_rate", "fid_synth", "fvd_synth"} <= set(m)
     assert m["layout_recall"]["n"] > 0 and isinstance(m["layout_recall"]["detector_trusted"], bool)
     assert report["protocol"]["extractors"]["layout"]["name"] == "layout-seg-v1"
-    assert report["protocol"]["extractors"]["attributes"]["name"] == "synth-attr-v1"
+    assert report["protocol"]["extractors"]["attributes"]["name"] == "synth-attr-v2"
 
 
 def test_protocols_load_and_bad_ones_are_named(world) -> None:
@@ -174,6 +174,12 @@ def test_frame_metrics_take_every_kth_counted_frame_on_both_sides() -> None:
     (unit,) = list(frame_units([video], protocol))
     assert unit.data[:, 0, 0, 0].tolist() == [2, 8]  # context left out, then every 6th frame
     assert np.allclose(unit.times, (np.array([0, 6]) + 0.5) / 12.0)
+    # Clips of one side: the count runs on, so 16-frame clips give every 6th frame too (not 3 of each 16).
+    clips = [EvalVideo(f"c{k}", torch.arange(16 * k, 16 * k + 16, dtype=torch.uint8).view(16, 1, 1, 1)
+                       .expand(16, 3, 2, 2).contiguous(), 12.0) for k in range(3)]
+    units = list(frame_units(clips, replace(protocol, context_frames=0)))
+    assert [v for u in units for v in u.data[:, 0, 0, 0].tolist()] == list(range(0, 48, 6))
+    assert np.allclose(units[1].times, (np.array([2, 8, 14]) + 0.5) / 12.0)  # times within each clip
     assert load_protocol("synth-bench-v1").fid_frame_stride == 6  # the "FID on every 6th frame"
     with pytest.raises(ValueError, match="fid_frame_stride"):
         list(frame_units([video], replace(protocol, fid_frame_stride=0)))

@@ -34,7 +34,7 @@ def test_training_seeds_must_avoid_every_protocols_held_out_seeds() -> None:
 def test_weights_carry_version_config_and_validation(weights: Path) -> None:
     seg = load_net(LAYOUT_NET, build_segnet, weights / LAYOUT_NET.filename)
     attr = load_net(ATTRIBUTE_NET, build_attrnet, weights / ATTRIBUTE_NET.filename)
-    assert seg.record()["name"] == "layout-seg-v1" and attr.record()["name"] == "synth-attr-v1"
+    assert seg.record()["name"] == "layout-seg-v1" and attr.record()["name"] == "synth-attr-v2"
     meta = read_metadata(weights / ATTRIBUTE_NET.filename)
     validation = meta["training"]["validation"]
     assert {"r2_speed", "r2_yaw_rate", "accuracy_time_of_day", "accuracy_order", "sensitivity"} <= set(validation)

@@ -81,7 +81,7 @@ def plan_cascade(cascade: str | None, allow_missing_interpolation: bool) -> Casc
     return CascadePlan(path.resolve(), stages, missing, key_fps, out_fps)
 
 
-def _generate_cfg(cfg: DictConfig, plan: CascadePlan, synth: Path, scene: str, out: Path) -> DictConfig:
+def replay_config(cfg: DictConfig, plan: CascadePlan, synth: Path, scene: str, out: Path) -> DictConfig:
     """The `drivesim generate` config of the replay: one engine, one code path."""
     from drivesim.config import compose_command
 
@@ -129,7 +129,7 @@ def replay_drive(cfg: DictConfig, plan: CascadePlan, synth: Path, scene: str, ou
     from drivesim.pipelines.rollout import rollout_to_folder
     from drivesim.pipelines.run import prepare
 
-    job = prepare(_generate_cfg(cfg, plan, synth, scene, out))
+    job = prepare(replay_config(cfg, plan, synth, scene, out))
     engine = job.cascade.engine
     itp_sampler = OmegaConf.to_container(cfg.interpolation_sampler, resolve=True)
     gen_seed, folder, settings = job.runs[0]

@@ -35,7 +35,16 @@ def load_protocol(name: str, conf_dir: Path = CONF_DIR) -> ProtocolConfig:
         raise ValueError(f"{path}: {' '.join(str(exc).split()).split(' full_key:')[0]}") from exc
     out = OmegaConf.to_object(merged)
     assert isinstance(out, ProtocolConfig)
-    return out
+    return check_protocol(out, str(path))
+
+
+def check_protocol(protocol: ProtocolConfig, where: str) -> ProtocolConfig:
+    """Values the schema's types cannot rule out, as one line naming the field."""
+    if int(protocol.fid_frame_stride) < 1:
+        raise ValueError(f"{where}: fid_frame_stride must be >= 1, got {protocol.fid_frame_stride}")
+    if int(protocol.clip_frames) < 1:
+        raise ValueError(f"{where}: clip_frames must be >= 1, got {protocol.clip_frames}")
+    return protocol
 
 
 def as_protocol(value: str | ProtocolConfig | DictConfig | dict) -> ProtocolConfig:
@@ -46,7 +55,7 @@ def as_protocol(value: str | ProtocolConfig | DictConfig | dict) -> ProtocolConf
     merged = OmegaConf.merge(OmegaConf.structured(ProtocolConfig), value)
     out = OmegaConf.to_object(merged)
     assert isinstance(out, ProtocolConfig)
-    return out
+    return check_protocol(out, f"protocol {out.name}")
 
 
 def plain(value: Any) -> Any:

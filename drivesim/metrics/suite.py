@@ -63,13 +63,17 @@ def clip_length(protocol: ProtocolConfig) -> int:
 
 
 def frame_units(videos: Iterable[EvalVideo], protocol: ProtocolConfig) -> Iterator[Unit]:
-    """Every `fid_frame_stride`-th counted frame of each video, one video at a time."""
+    """Every `fid_frame_stride`-th counted frame, one video at a time. The count runs on across videos, so a
+    side cut into short clips (a real side of 16-frame clips) is sampled at the same rate as long videos."""
     start, step = first_counted(protocol), int(protocol.fid_frame_stride)
     if step < 1:
         raise ValueError(f"protocol {protocol.name}: fid_frame_stride must be >= 1, got {step}")
+    seen = 0
     for v in videos:
-        index = np.arange(start, v.frames.shape[0], step)
-        yield Unit(v.frames[start::step], (index - start + 0.5) / v.fps)
+        counted = max(0, v.frames.shape[0] - start)
+        index = np.arange((-seen) % step, counted, step)
+        seen += counted
+        yield Unit(v.frames[start + index], (index + 0.5) / v.fps)
 
 
 def clip_units(videos: Iterable[EvalVideo], protocol: ProtocolConfig) -> Iterator[Unit]:

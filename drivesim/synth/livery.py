@@ -34,12 +34,27 @@ LIVERIES = {
     "magenta_stripes": Livery((0.95, 0.05, 0.75), (1.0, 0.88, 0.0), "stripes"),
 }
 LIVERY_KINDS = ("car",)
+# What counts as a pixel of the livery's primary colour in uint8 RGB (OpenCV HSV: hue in 2-degree units,
+# saturation and value 0..255). One definition for the benchmark and the tests.
+PRIMARY_HUE_DEG = (285, 335)
+PRIMARY_MIN_SATURATION = 100
+PRIMARY_MIN_VALUE = 64
 
 
 def get_livery(name: str) -> Livery:
     if name not in LIVERIES:
         raise ValueError(f"world.livery must be one of {tuple(LIVERIES)} (or null), got {name!r}")
     return LIVERIES[name]
+
+
+def primary_pixels(rgb: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the livery's primary colour (hue 285-335 deg, saturated, not dark) in uint8 RGB."""
+    import cv2
+
+    hsv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2HSV)
+    hue = hsv[..., 0].astype(np.int32) * 2
+    return ((hue >= PRIMARY_HUE_DEG[0]) & (hue <= PRIMARY_HUE_DEG[1]) & (hsv[..., 1] >= PRIMARY_MIN_SATURATION)
+            & (hsv[..., 2] >= PRIMARY_MIN_VALUE))
 
 
 def choose_wearers(seed: int, index: int, kinds: list[str], fraction: float) -> list[bool]:
@@ -81,7 +96,7 @@ def apply_livery(shape: sh.Shape, livery: Livery) -> sh.Shape:
         _face(spec, 1, y, side, (float(lo[0]), float(hi[0])), z, livery.pattern)
     for side, x in ((1.0, float(hi[0])), (-1.0, float(lo[0]))):
         _face(spec, 0, x, side, (float(lo[1]), float(hi[1])), z, livery.pattern)
-    b = sh._Builder()
+    b = sh._Builder()  # shapes.py offers no public builder
     for axis, value, sign, a, zz in spec:
         b.decal(axis, value, sign, a, zz, sh.LIVERY)
     own = b.build()

@@ -141,13 +141,17 @@ def _checkpoint(path: Path) -> dict | None:
     return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
 
 
+class CheckpointMismatch(ValueError):
+    """A checkpoint in --work that this recipe must not resume."""
+
+
 def recipe_identity(recipe: Recipe, model: nn.Module) -> str:
-    """What a checkpoint must match to be resumed: the recipe (less its length and paths), the network's
+    """What a checkpoint must match to be resumed: the recipe (its steps too: they shape the LR schedule), the network's
     config, parameter names and shapes, and the target scales."""
     import hashlib
     import json
 
-    fields = {k: v for k, v in vars(recipe).items() if k not in ("steps", "work", "out", "save_every")}
+    fields = {k: v for k, v in vars(recipe).items() if k not in ("work", "out", "save_every")}
     params = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
     blob = json.dumps({"recipe": fields, "config": model.config.to_dict(), "scales": TARGET_SCALE,  # type: ignore[operator,union-attr]
                        "params": params}, sort_keys=True, default=str)
@@ -168,7 +172,8 @@ def train(recipe: Recipe, validate: Callable[[nn.Module, Recipe], dict] | None =
     step, seconds = 0, 0.0
     identity = recipe_identity(recipe, model)
     if state is not None and state.get("identity") != identity:
-        raise ValueError(f"{ckpt_path} was written by another recipe or network; delete it or use another --work")
+        what = "an older version of this trainer" if "identity" not in state else "another recipe or network"
+        raise CheckpointMismatch(f"{ckpt_path} was written by {what}; delete it or use another --work")
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
@@ -177,6 +182,8 @@ def train(recipe: Recipe, validate: Callable[[nn.Module, Recipe], dict] | None =
     model.train()
     while step < recipe.steps:
         rng = np.random.default_rng([recipe.seed, step])  # the batch depends only on seed and step
+        # torch's draws (dropout) too, from their own stream (the batch draws above stay as they were): exact resume
+        torch.manual_seed(int(np.random.SeedSequence([recipe.seed, step, 1]).generate_state(1)[0]))
         picks = rng.choice(len(data), size=min(recipe.batch, len(data)), replace=False)
         lr = float(recipe.lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + np.cos(np.pi * step / recipe.steps)))
         for group in opt.param_groups:
@@ -225,7 +232,11 @@ def main(argv: list[str] | None = None) -> int:
 
     overrides = {k: v for k, v in {"steps": args.steps, "batch": args.batch}.items() if v is not None}
     recipe = default_recipe(args.kind, args.work, seed=args.seed, save_every=args.save_every, out=args.out, **overrides)
-    out = train(recipe, validate)
+    try:
+        out = train(recipe, validate)
+    except CheckpointMismatch as exc:
+        log.error("%s", exc)
+        return 2
     figures = read_metadata(out)["training"]["validation"]
     if not figures.get("bars_met"):
         # Moved out of the weights folder, so that no metric ever loads a network that failed its bar.
