@@ -1,6 +1,10 @@
 """DreamBooth/LoRA colour signature (issue 12): does the personalised model paint the livery subject in its box?
 
-Phases (each skipped when its output is already under --work, so a killed run resumes):
+Phases (a killed or repeated run resumes: each phase writes a settings stamp, work/stamps/<phase>.json, the
+JSON of the arguments it depends on and of the phases it reads, marked complete once it has finished; a
+phase is skipped when its stamp is complete, its settings are the current ones and its outputs are there;
+other settings, or outputs without a stamp, delete that phase's own folders under --work and redo it,
+and so every phase that reads it; an interrupted phase of the same settings resumes in place):
 1. subject: a synthetic world whose cars all wear a livery (`world.livery`, magenta + yellow), day and
    clear, seeds 96001+ (disjoint from the recipe's 1000 and the held-out 90001-90008);
 2. ae: the parent's autoencoder round-trips subject frames: the livery's colour signature (fraction of
@@ -17,15 +21,19 @@ Phases (each skipped when its output is already under --work, so a killed run re
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
-import time
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+
+from drivesim.atomic import atomic_write_text
+from drivesim.synth.livery import primary_pixels
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
@@ -44,11 +52,59 @@ agents:
 """
 
 
-def livery_pixels(rgb: np.ndarray) -> np.ndarray:
-    """(H, W) bool: the livery's primary colour (hue 285-335 deg, saturated, not dark) in uint8 RGB."""
-    hsv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2HSV)
-    hue = hsv[..., 0].astype(np.int32) * 2
-    return (hue >= 285) & (hue <= 335) & (hsv[..., 1] >= 100) & (hsv[..., 2] >= 64)
+livery_pixels = primary_pixels  # (H, W) bool: the livery's primary colour in uint8 RGB
+# What each phase writes under --work (all that a changed setting deletes).
+PHASE_OUTPUTS = {"subject": ("subject",), "ae": ("ae_check.json",), "lora": ("lora", "cache", "lora_timing.json"),
+                 "gen_base": ("gen_base",), "gen_lora": ("gen_lora",)}
+
+
+class Stamps:
+    """work/stamps/<phase>.json: {"settings": ..., "complete": bool}, written atomically."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+
+    def _file(self, phase: str) -> Path:
+        return self.work / "stamps" / f"{phase}.json"
+
+    def recorded(self, phase: str) -> dict[str, Any] | None:
+        file = self._file(phase)
+        return json.loads(file.read_text()) if file.is_file() else None  # type: ignore[no-any-return]
+
+    def begin(self, phase: str, settings: dict[str, Any], outputs_there: bool) -> bool:
+        """True when `phase` is done with `settings` (skip it); otherwise ready it to run (False)."""
+        settings = json.loads(json.dumps(settings))
+        old = self.recorded(phase)
+        same = old is not None and old["settings"] == settings
+        if same and old is not None and old["complete"] and outputs_there:
+            return True
+        if not same:  # other settings, or outputs of unknown settings: this phase's own outputs go
+            if old is not None:
+                log.warning("%s: settings changed (%s): redoing it", phase, ", ".join(_changed(old["settings"], settings)))
+            for name in PHASE_OUTPUTS[phase]:
+                path = self.work / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+        atomic_write_text(self._file(phase), json.dumps({"settings": settings, "complete": False}, indent=2))
+        return False
+
+    def finish(self, phase: str, settings: dict[str, Any]) -> None:
+        atomic_write_text(self._file(phase), json.dumps({"settings": settings, "complete": True}, indent=2) + "\n")
+
+
+def _changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def fingerprint(export: Path) -> str:
+    """Which export is at `export` (its marker and summary): a retrained export in the same folder differs."""
+    h = hashlib.sha256(str(export.resolve()).encode())
+    for name in ("drivesim_export.json", "summary.json"):
+        if (export / name).is_file():
+            h.update((export / name).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _cli(args: list[str]) -> None:
@@ -62,8 +118,10 @@ def _cli(args: list[str]) -> None:
 
 def make_subject(work: Path, scale: str, scenes: int, seconds: float, seed: int, livery: str) -> Path:
     root = work / "subject"
-    if (root / "synth" / "manifest.json").is_file():
+    if (root / "synth" / "manifest.json").is_file():  # rendered (synth is atomic) by a run of these settings
         return root
+    if root.exists():
+        shutil.rmtree(root)
     h, w = SIZES[scale]
     _cli(["synth", f"out={root}", f"scenes={scenes}", f"seconds={seconds}", f"seed={seed}", f"camera.width={w}",
           f"camera.height={h}", f"world.livery={livery}", "world.livery_fraction=1.0", "world.time_of_day=day",
@@ -107,25 +165,49 @@ def ae_check(subject: Path, image_export: Path, frames_per_scene: int) -> dict[s
             "off_subject_ae": off_rec / max(other_px, 1), "subject_mae_ae": float(np.mean(colour_err))}
 
 
-def train_lora(work: Path, scale: str, image_export: Path, subject: Path, steps: int) -> tuple[Path, float | None]:
+def _checkpoint_step(path: Path) -> int:
+    import torch
+
+    if not path.is_file():
+        return 0
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("global_step", 0))
+
+
+def train_lora(work: Path, scale: str, image_export: Path, subject: Path, steps: int) -> tuple[Path, dict[str, Any]]:
+    """The LoRA export and its timing: the training run's own wall time (export summary.json, this invocation,
+    startup included) over the steps it trained (a resumed run starts from its last checkpoint's step)."""
     out = work / "lora"
     export = out / "export"
-    if (export / "drivesim_export.json").is_file():
-        return export, None
-    start = time.perf_counter()
+    resumed_from = _checkpoint_step(out / "checkpoints" / "last.ckpt")
     _cli(["train", f"experiment={'micro' if scale == 'micro' else 'demo'}/lora", f"model.pretrained={image_export}",
           "data=synthetic", f"data.root={subject}", f"out={out}", f"trainer.max_steps={steps}",
           f"trainer.checkpoint_every_n_steps={max(min(200, steps // 4), 1)}", "trainer.threads=1",
           "data.num_workers=0", f"cache_dir={work / 'cache'}", "trainer.log_every_n_steps=10"])
-    return export, (time.perf_counter() - start) / max(steps, 1)
+    summary = json.loads((export / "summary.json").read_text())
+    trained = int(summary["steps"]) - resumed_from
+    wall = float(summary["wall_time_s"])
+    return export, {"s_per_step": wall / trained if trained > 0 else None, "steps": int(summary["steps"]),
+                    "steps_timed": trained, "resumed_from_step": resumed_from, "wall_time_s": wall,
+                    "source": "lora/export/summary.json wall_time_s (the last training invocation, startup "
+                              "included) / the steps it trained"}
+
+
+GEN_FILES = ("video.mp4", "conditions.jsonl", "run.json")  # what measure_video reads
+
+
+def gen_folders(work: Path, name: str, seeds: list[int]) -> list[Path]:
+    out = work / f"gen_{name}"
+    return [out / f"seed_{s}" for s in seeds] if len(seeds) > 1 else [out]
+
+
+def generated(folders: list[Path]) -> bool:
+    return all((f / name).is_file() for f in folders for name in GEN_FILES)
 
 
 def generate(work: Path, name: str, checkpoint: Path, seeds: list[int], seconds: float, steps: int,
              lora: Path | None) -> list[Path]:
     out = work / f"gen_{name}"
-    folders = [out / f"seed_{s}" for s in seeds] if len(seeds) > 1 else [out]
-    if all((f / "video.mp4").is_file() and (f / "conditions.jsonl").is_file() for f in folders):
-        return folders
+    folders = gen_folders(work, name, seeds)
     scenario = work / "scenario.yaml"
     scenario.write_text(SCENARIO.replace("SECONDS", f"{seconds:g}"))
     args = ["generate", f"checkpoint={checkpoint}", f"out={out}", f"scenario.path={scenario}", f"seconds={seconds}",
@@ -141,14 +223,9 @@ def _frames(path: Path) -> np.ndarray:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(container.streams.video[0])])
 
 
-def measure_video(folder: Path) -> dict[str, float]:
-    import torch
-
-    from drivesim.metrics.temporal import temporal_series
-
-    frames = _frames(folder / "video.mp4")
+def box_signature(frames: np.ndarray, rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The livery's signature inside the frames' boxes (conditions.jsonl rows, xyxy normalised) and outside."""
     h, w = frames.shape[1:3]
-    rows = [json.loads(line) for line in (folder / "conditions.jsonl").read_text().splitlines() if line.strip()]
     inside = inside_px = outside = outside_px = 0
     for frame, row in zip(frames, rows):
         hits = livery_pixels(frame)
@@ -160,10 +237,19 @@ def measure_video(folder: Path) -> dict[str, float]:
         inside_px += int(boxes.sum())
         outside += int((hits & ~boxes).sum())
         outside_px += int((~boxes).sum())
+    return {"signature_in_boxes": inside / max(inside_px, 1), "signature_outside": outside / max(outside_px, 1)}
+
+
+def measure_video(folder: Path) -> dict[str, float]:
+    import torch
+
+    from drivesim.metrics.temporal import temporal_series
+
+    frames = _frames(folder / "video.mp4")
+    rows = [json.loads(line) for line in (folder / "conditions.jsonl").read_text().splitlines() if line.strip()]
     run = json.loads((folder / "run.json").read_text())
     warp = temporal_series(torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous(), float(run["fps"])).warp_error
-    return {"signature_in_boxes": inside / max(inside_px, 1), "signature_outside": outside / max(outside_px, 1),
-            "warp_error": float(np.nanmean(warp)), "frames": int(len(frames))}
+    return {**box_signature(frames, rows), "warp_error": float(np.nanmean(warp)), "frames": int(len(frames))}
 
 
 def summarise(per_video: list[dict[str, float]]) -> dict[str, Any]:
@@ -178,31 +264,49 @@ def summarise(per_video: list[dict[str, float]]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    stamps = Stamps(work)
     image_export = Path(args.image_export or DEFAULT_EXPORTS[args.scale][0])
     checkpoint = Path(args.checkpoint or DEFAULT_EXPORTS[args.scale][1])
-    subject = make_subject(work, args.scale, args.scenes, args.seconds, args.subject_seed, args.livery)
+    subject = work / "subject"
+    sub = {"scale": args.scale, "scenes": args.scenes, "seconds": args.seconds, "seed": args.subject_seed,
+           "livery": args.livery}
+    if not stamps.begin("subject", sub, (subject / "synth" / "manifest.json").is_file()):
+        make_subject(work, args.scale, args.scenes, args.seconds, args.subject_seed, args.livery)
+        stamps.finish("subject", sub)
+    parent = {"image_export": str(image_export), "image_export_id": fingerprint(image_export)}
     ae_file = work / "ae_check.json"
-    if not ae_file.is_file():
-        ae_file.write_text(json.dumps(ae_check(subject, image_export, args.ae_frames), indent=2))
+    ae_settings = {**parent, "ae_frames": args.ae_frames, "subject": sub}
+    if not stamps.begin("ae", ae_settings, ae_file.is_file()):
+        atomic_write_text(ae_file, json.dumps(ae_check(subject, image_export, args.ae_frames), indent=2) + "\n")
+        stamps.finish("ae", ae_settings)
     ae = json.loads(ae_file.read_text())
     ae["reconstructs_livery"] = ae["signature_ae"] >= 0.5 * ae["signature_gt"]
     if not ae["reconstructs_livery"]:
         log.warning("the autoencoder loses the livery (signature %.3f -> %.3f on the subject's pixels): the "
                     "decoded videos cannot show it, whatever the LoRA learns", ae["signature_gt"], ae["signature_ae"])
-    lora, s_per_step = train_lora(work, args.scale, image_export, subject, args.steps)
+    lora = work / "lora" / "export"
     timing_file = work / "lora_timing.json"
-    if s_per_step is not None:
-        timing_file.write_text(json.dumps({"s_per_step": s_per_step, "steps": args.steps}))
+    lora_settings = {**parent, "scale": args.scale, "steps": args.steps, "subject": sub}
+    if not stamps.begin("lora", lora_settings, (lora / "drivesim_export.json").is_file() and timing_file.is_file()):
+        lora, timing = train_lora(work, args.scale, image_export, subject, args.steps)
+        atomic_write_text(timing_file, json.dumps(timing, indent=2) + "\n")
+        stamps.finish("lora", lora_settings)
+    timing = json.loads(timing_file.read_text())
     seeds = list(range(args.gen_seeds))
+    gen = {"checkpoint": str(checkpoint), "checkpoint_id": fingerprint(checkpoint), "seeds": seeds,
+           "seconds": args.gen_seconds, "sampler_steps": args.sampler_steps, "scenario": SCENARIO}
     figures = {}
     for name, adapter in (("base", None), ("lora", lora)):
-        folders = generate(work, name, checkpoint, seeds, args.gen_seconds, args.sampler_steps, adapter)
-        figures[name] = summarise([measure_video(f) for f in folders])
-    timing = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
+        settings = {**gen, "lora": lora_settings} if adapter is not None else gen
+        if not stamps.begin(f"gen_{name}", settings, generated(gen_folders(work, name, seeds))):
+            generate(work, name, checkpoint, seeds, args.gen_seconds, args.sampler_steps, adapter)
+            stamps.finish(f"gen_{name}", settings)
+        figures[name] = summarise([measure_video(f) for f in gen_folders(work, name, seeds)])
     return {"scale": args.scale, "livery": args.livery, "image_export": str(image_export),
             "checkpoint": str(checkpoint), "subject": {"scenes": args.scenes, "seconds": args.seconds,
                                                        "seed": args.subject_seed},
-            "lora_steps": args.steps, "lora_s_per_step_incl_startup": timing.get("s_per_step"), "threads": 1,
+            "lora_steps": args.steps, "lora_s_per_step_incl_startup": timing["s_per_step"], "lora_timing": timing,
+            "threads": 1,
             "generation": {"seeds": seeds, "seconds": args.gen_seconds, "sampler_steps": args.sampler_steps},
             "autoencoder_check": ae, "figures": figures,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -248,8 +352,7 @@ def main(argv: list[str] | None = None) -> Path:
     torch.set_num_threads(1)
     result = run(args)
     out = Path(args.out) if args.out else RESULTS / f"bench_lora_livery_{args.scale}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     print_table(result)
     print(out)
     return out

@@ -6,14 +6,20 @@ Tiny widths, 1 thread, measured (`--part tiny`):
   latent variant on 16x32-latent patches (128x256 pixels of a 512x1024 frame) plus what the latent
   stage also pays per step, encoding the high-res clip and its x4-downscaled copy with the tiny
   autoencoder; pixel variant (not implemented as a stage: an equal-width UNet with 3 in / out
-  channels) on 64x128 pixel patches (and 128x256 with --full-pixel-patch);
+  channels) on 64x128 pixel patches, a quarter of the latent patch's pixel area; the same area, 128x256,
+  only with --full-pixel-patch: not cheap at the tiny widths (B=2, T=8: about 12 GiB of fp32 tensors
+  saved for backward by this file's own accounting, and about 4x the 64x128 step, ~35 s on 1 thread).
+  Each row names its patch in the model's input (`patch`) and the pixel area it covers (`patch_pixels`);
 - seconds per 512x1024 output frame per sampler step: the latent UNet on a whole 64x128-latent frame
   plus the decode (once per frame), against the pixel UNet on a 128x256 frame times 16 (convolutional
   parts scale with area; attention grows faster, so that pixel figure is a lower bound).
 sd15 widths (`--part sd`): peak memory of the upsampler's training step on 512x1024 patches (64x128
 latents, 8 frames, bf16 autocast, AdamW on every group) and of decoding 16 frames at 512x1024 with
-the temporal decoder (SD's autoencoder widths). Without CUDA an ESTIMATE on the meta device: saved
-tensors for backward (bench_train_sd's accounting) and, for the decode, the peak of live tensors.
+the temporal decoder (SD's autoencoder widths). Without CUDA an ESTIMATE on the meta device: fp32
+weights, grads and AdamW moments (16 bytes/param), the bf16 copies of the weights that autocast casts and
+caches during the forward (2 bytes/param, alive through backward as the saved weights), the tensors
+saved for backward (bench_train_sd's accounting, weights left out: they are those bf16 copies) and, for
+the decode, the peak of live tensors.
 
     python benchmarks/bench_upsampler.py [--part tiny|sd|all] [--device cuda]
 """
@@ -31,6 +37,8 @@ from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from drivesim.atomic import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
@@ -116,13 +124,22 @@ def tiny(batch: int, frames: int, repeats: int, full_pixel_patch: bool = False, 
         enc_hr = _timed(lambda: vae.encode_video(torch.zeros(1, 1, 3, 512, 1024)), repeats)
         enc_lr = _timed(lambda: vae.encode_video(torch.zeros(1, 1, 3, 128, 256)), repeats)
         dec_hr = _timed(lambda: vae.decode_video(torch.zeros(1, 1, 4, 64, 128)), repeats)
-    steps = {
-        "latent_16x32_unet": train_step_s(latent, (batch, frames, 4, 16, 32), repeats),
-        "pixel_64x128": train_step_s(pixel, (batch, frames, 3, 64, 128), repeats),
-    }
-    if full_pixel_patch:  # about 4x the 64x128 step (tens of seconds per step on 1 thread)
-        steps["pixel_128x256"] = train_step_s(pixel, (batch, frames, 3, 128, 256), repeats)
-    steps["latent_16x32_with_encoding"] = steps["latent_16x32_unet"] + n * (enc_hr + enc_lr)
+    down = vae.downscale  # pixels per latent position, each way
+
+    def row(variant: str, patch: tuple[int, int], seconds: float, what: str) -> dict[str, Any]:
+        scale = down if variant == "latent" else 1
+        return {"s": round(seconds, 3), "samples_per_s": round(batch / seconds, 3), "input": variant,
+                "patch": list(patch), "patch_pixels": [patch[0] * scale, patch[1] * scale], "what": what}
+
+    unet_only = train_step_s(latent, (batch, frames, 4, 16, 32), repeats)
+    steps = {"latent_16x32_unet": row("latent", (16, 32), unet_only, "UNet step"),
+             "latent_16x32_with_encoding": row("latent", (16, 32), unet_only + n * (enc_hr + enc_lr),
+                                               "UNet step + encoding the clip and its x4-down copy"),
+             "pixel_64x128": row("pixel", (64, 128), train_step_s(pixel, (batch, frames, 3, 64, 128), repeats),
+                                 "UNet step (a quarter of the latent patch's pixel area)")}
+    if full_pixel_patch:  # the latent patch's pixel area: about 4x the 64x128 step
+        steps["pixel_128x256"] = row("pixel", (128, 256), train_step_s(pixel, (batch, frames, 3, 128, 256), repeats),
+                                     "UNet step (the latent patch's pixel area)")
     latent.eval()
     pixel.eval()
     per_frame_step = {"latent_64x128": forward_s(latent, (1, frames, 4, 64, 128), repeats) / frames,
@@ -132,8 +149,7 @@ def tiny(batch: int, frames: int, repeats: int, full_pixel_patch: bool = False, 
                        "pixel": sum(p.numel() for p in pixel.parameters())},
             "vae_s_per_frame": {"encode_512x1024": round(enc_hr, 4), "encode_128x256": round(enc_lr, 4),
                                 "decode_512x1024": round(dec_hr, 4)},
-            "train_step_s": {k: round(v, 3) for k, v in steps.items()},
-            "train_samples_per_s": {k: round(batch / v, 3) for k, v in steps.items()},
+            "train_step": steps,
             "unet_s_per_512x1024_frame_per_step": {
                 "latent": round(per_frame_step["latent_64x128"], 4),
                 "pixel_lower_bound_16x_128x256": round(16 * per_frame_step["pixel_128x256"], 4)},
@@ -178,20 +194,28 @@ class PeakLive(TorchDispatchMode):
 def saved_bytes(unet: Any, x: torch.Tensor, cond: Any) -> dict[str, float]:
     """GiB saved for backward by a forward pass, in all and with gradient checkpointing (the layer inputs
     plus the largest layer's own), attention kept as a flash / memory-efficient SDPA kernel keeps it (q, k,
-    v, out), as benchmarks/bench_train_sd.py counts it."""
+    v, out), as benchmarks/bench_train_sd.py counts it. Saved weights (parameters and views of them) are
+    left out, and their bytes reported apart: under autocast they are the cached bf16 weight copies, which
+    the estimate counts once for the whole model."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_train_sd import _KeptBySdpaKernel
 
     inputs: list[int] = []
     per_layer: list[int] = []
     total: dict[int, int] = {}
+    weights: dict[int, int] = {}
+    params = {id(p) for p in unet.parameters()}
 
     def run(step: Any, *args: Any) -> torch.Tensor:
         inputs.append(sum(a.numel() * a.element_size() for a in args if isinstance(a, torch.Tensor)))
         seen: dict[int, int] = {}
 
         def pack(t: torch.Tensor) -> torch.Tensor:
-            seen[id(t)] = total[id(t)] = t.numel() * t.element_size()
+            base = t._base if t._base is not None else t
+            if id(base) in params:
+                weights[id(base)] = base.numel() * base.element_size()
+            else:
+                seen[id(t)] = total[id(t)] = t.numel() * t.element_size()
             return t
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
@@ -213,8 +237,9 @@ def saved_bytes(unet: Any, x: torch.Tensor, cond: Any) -> dict[str, float]:
     finally:
         torch.nn.functional.scaled_dot_product_attention = real_sdpa
         del unet._run
-    return {"no_checkpointing_gib": sum(total.values()) / GIB,
-            "checkpointing_gib": (sum(inputs) + max(per_layer, default=0)) / GIB}
+    no_ckpt, ckpt = sum(total.values()), sum(inputs) + max(per_layer, default=0)
+    return {"no_checkpointing_gib": no_ckpt / GIB, "checkpointing_gib": ckpt / GIB, "no_checkpointing_bytes": no_ckpt,
+            "checkpointing_bytes": ckpt, "saved_weights_bytes": sum(weights.values())}
 
 
 def sd_estimate(model: str = "sd15", latent: tuple[int, int] = (64, 128), frames: int = 8,
@@ -225,9 +250,16 @@ def sd_estimate(model: str = "sd15", latent: tuple[int, int] = (64, 128), frames
 
     unet = upsampler_unet(model, device="meta").to(torch.bfloat16)
     total = sum(p.numel() for p in unet.parameters())
-    state = total * 16 / GIB  # every group trains: fp32 master + fp32 grad + 2 AdamW moments
+    # Every group trains: fp32 master weights, fp32 grads, 2 fp32 AdamW moments; and the bf16 copy of each
+    # weight that autocast makes in the forward and caches (held through backward as the saved weights).
+    parts = {"weights_fp32": 4 * total, "grads_fp32": 4 * total, "adamw_moments_fp32": 8 * total,
+             "autocast_bf16_weight_copies": 2 * total}
+    state = (parts["weights_fp32"] + parts["grads_fp32"] + parts["adamw_moments_fp32"]) / GIB
+    copies = parts["autocast_bf16_weight_copies"] / GIB
     x = torch.randn(1, frames, unet.in_channels, *latent, device="meta", dtype=torch.bfloat16)
     act = saved_bytes(unet, x, _cond(x, unet.cross_attention_dim))
+    parts |= {"activations_checkpointing": act["checkpointing_bytes"],
+              "activations_no_checkpointing": act["no_checkpointing_bytes"]}
     with torch.device("meta"):
         video_vae = VideoVAE(AutoencoderKL(**(vae_config or SD_VAE)), temporal_decoder=True).to(torch.bfloat16)
     weights = sum(p.numel() * p.element_size() for p in video_vae.parameters()) / GIB
@@ -242,11 +274,15 @@ def sd_estimate(model: str = "sd15", latent: tuple[int, int] = (64, 128), frames
                      "overhead, fragmentation and framework buffers not included",
             "upsampler_train_step": {
                 "model": model, "patch_pixels": pixels, "latent": list(latent), "frames": frames, "params": total,
-                "weights_grads_adamw_gib": round(state, 3),
+                "weights_grads_adamw_gib": round(state, 3), "autocast_bf16_weight_copies_gib": round(copies, 3),
                 "activations_checkpointing_gib": round(act["checkpointing_gib"], 3),
                 "activations_no_checkpointing_gib": round(act["no_checkpointing_gib"], 3),
-                "total_checkpointing_gib": round(state + act["checkpointing_gib"], 2),
-                "total_no_checkpointing_gib": round(state + act["no_checkpointing_gib"], 2),
+                "total_checkpointing_gib": round(state + copies + act["checkpointing_gib"], 2),
+                "total_no_checkpointing_gib": round(state + copies + act["no_checkpointing_gib"], 2),
+                "bytes": parts, "autocast_bf16_weight_copies_note": (
+                    "2 bytes/param, in both totals; without checkpointing they are alive from the forward through "
+                    "backward (a CPU autocast check matches this sum within 1%); a checkpointed forward was seen "
+                    "not to keep them (recast per layer in backward), so there the term is an upper bound"),
                 "attention": "flash / memory-efficient SDPA (q, k, v, out kept)", "precision": "bf16 autocast"},
             "temporal_decoder_decode": {"frames": decode_frames, "pixels": pixels, "dtype": "bf16",
                                         "weights_gib": round(weights, 4), "peak_gib_by_decode_chunk": decode}}
@@ -272,6 +308,9 @@ def sd_measure(model: str = "sd15", latent: tuple[int, int] = (64, 128), frames:
         return round(torch.cuda.max_memory_allocated() / GIB, 3) if cuda else None
 
     rows: dict[str, Any] = {}
+    vae_cfg: dict[str, Any] = vae_config or SD_VAE
+    down = 2 ** (len(vae_cfg["block_out_channels"]) - 1)  # as VideoVAE.downscale
+    pixels = [latent[0] * down, latent[1] * down]
     for checkpointing in (True, False):
         unet = upsampler_unet(model, device=device)
         unet.enable_gradient_checkpointing(checkpointing)
@@ -290,9 +329,10 @@ def sd_measure(model: str = "sd15", latent: tuple[int, int] = (64, 128), frames:
             if cuda:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
-        rows[f"train_step_checkpointing_{checkpointing}"] = {"peak_gpu_gib": peak(), "step_s": round(min(times[1:]), 3)}
+        rows[f"train_step_checkpointing_{checkpointing}"] = {"peak_gpu_gib": peak(), "step_s": round(min(times[1:]), 3),
+                                                             "latent": list(latent), "patch_pixels": pixels}
         del unet, opt
-    video_vae = VideoVAE(AutoencoderKL(**(vae_config or SD_VAE)), temporal_decoder=True).to(device, torch.bfloat16)
+    video_vae = VideoVAE(AutoencoderKL(**vae_cfg), temporal_decoder=True).to(device, torch.bfloat16)
     z = torch.zeros(1, decode_frames, video_vae.latent_channels, *latent, device=device, dtype=torch.bfloat16)
     for chunk in (16, 8, 4):
         reset()
@@ -315,7 +355,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--full-pixel-patch", action="store_true", help="also time pixel steps on 128x256 patches")
+    parser.add_argument("--full-pixel-patch", action="store_true",
+                        help="also time the pixel step on 128x256 patches, the latent patch's pixel area (~12 GiB)")
     parser.add_argument("--out", help="result JSON (default benchmarks/results/bench_upsampler_<device>.json)")
     args = parser.parse_args(argv)
     record: dict[str, Any] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": args.device}
@@ -325,8 +366,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         record["sd15"] = sd_measure(device=args.device) if args.device.startswith("cuda") else sd_estimate()
     print(json.dumps(record, indent=2))
     out = Path(args.out) if args.out else RESULTS / f"bench_upsampler_{args.device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write_text(out, json.dumps(record, indent=2) + "\n")
     return record
 
 

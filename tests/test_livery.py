@@ -7,12 +7,12 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from drivesim.config.synth import CameraConfig, SynthConfig, WorldConfig
 from drivesim.synth.camera import Camera
+from drivesim.synth.livery import primary_pixels
 from drivesim.synth.raster import Rasteriser
 from drivesim.synth.render import render_dataset
 from drivesim.synth.scene import build_scene
@@ -52,13 +52,6 @@ def _tree_hash(root: Path) -> str:
     return h.hexdigest()
 
 
-def magenta(image: np.ndarray) -> np.ndarray:
-    """Pixels of the livery's primary hue (285-335 deg), saturated and not dark: (H, W) bool."""
-    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
-    hue = hsv[..., 0].astype(np.int32) * 2
-    return (hue >= 285) & (hue <= 335) & (hsv[..., 1] >= 120) & (hsv[..., 2] >= 64)
-
-
 def test_default_world_renders_as_before_the_option() -> None:
     assert _raster_hash() == PINNED_RASTER
     assert _raster_hash(WorldConfig(livery=None, livery_fraction=0.9)) == PINNED_RASTER
@@ -96,9 +89,9 @@ def test_livery_is_magenta_on_its_cars_and_nowhere_else(livery: str) -> None:
     r_base, r_liv = Rasteriser(base, camera), Rasteriser(scene, camera)
     inside = outside = on_wearers = 0
     for frame in range(0, scene.n_frames, 4):
-        assert not magenta(r_base.render(frame).image).any()  # the base world never shows it
+        assert not primary_pixels(r_base.render(frame).image).any()  # the base world never shows it
         out = r_liv.render(frame)
-        m = magenta(out.image)
+        m = primary_pixels(out.image)
         owner = out.mask.astype(np.int64) - 1
         wearer = np.zeros_like(m)
         wearer[owner >= 0] = wears[owner[owner >= 0]]
