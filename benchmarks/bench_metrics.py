@@ -103,8 +103,12 @@ def floors(sizes: list[int], repeats: int, scenes: int, seconds: float, batch: i
             rng = np.random.default_rng(r)
             fa, fb = a[rng.choice(len(a), n, replace=False)], b[rng.choice(len(b), n, replace=False)]
             values.append(GaussianStats.from_features(fa).distance(GaussianStats.from_features(fb)))
-        rows.append({"frames_per_side": n, "repeats": repeats, "fid_mean": float(np.mean(values)),
-                     "fid_std": float(np.std(values)), "values": values})
+        row = {"frames_per_side": n, "repeats": repeats, "fid_mean": float(np.mean(values)),
+               "fid_std": float(np.std(values)), "values": values}
+        if n > min(len(a), len(b)) // 2:
+            row["note"] = (f"each subset is {n / min(len(a), len(b)):.0%} of its half: repeats overlap, so fid_std "
+                           "understates the sampling noise (raise --scenes)")
+        rows.append(row)
         print(rows[-1], flush=True)
     return rows
 
