@@ -235,3 +235,17 @@ def test_a_non_finite_gradient_stops_before_the_step_and_exports_are_checked(wor
     with torch.no_grad():
         params[0][...] = float("nan")
     assert not module.weights_finite()
+
+
+def test_recolour_rotates_hue_keeps_greys_and_respects_its_probability() -> None:
+    from drivesim.training.autoencoder_module import recolour
+
+    x = torch.full((2, 3, 4, 4), -1.0)
+    x[:, 0] = 1.0  # pure red
+    x[:, :, 0, 0] = 0.2  # one grey pixel
+    half_turn = torch.tensor([[0.0, 1.0, 0.0], [0.9, 1.0, 0.0]])  # hue +pi, saturation x1; second not picked
+    out = recolour(x, half_turn, probability=0.5, saturation_max=2.0)
+    assert torch.allclose(out[1], x[1])  # draw 0.9 >= 0.5: untouched
+    assert torch.allclose(out[0, :, 0, 0], x[0, :, 0, 0], atol=1e-4)  # a grey stays grey
+    red_to = out[0, :, 1, 1]
+    assert red_to[0] < -0.9 and red_to[1] > 0.9 and red_to[2] > 0.9  # red turned half-way round: cyan

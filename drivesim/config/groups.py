@@ -37,6 +37,11 @@ class StageConfig:
     patch: list[int] | None = None
     ssim_weight: float = 0.2
     kl_weight: float = 1e-6
+    # Autoencoder stage: rotate each frame's hue by a random angle (and scale its saturation by a factor
+    # in [1, colour_saturation_max]) with this probability, so that the latents must carry the colour of
+    # every region - the base world's few colours otherwise let small objects decode grey (issue 12).
+    colour_augment: float = 0.0
+    colour_saturation_max: float = 2.0
     # Upsampler: output / input size, and the low-res latents' noise-augmentation level drawn uniformly
     # in [0, noise_aug_max] (the model receives it); patches are `model.latent_size` latents.
     upscale: int = 4

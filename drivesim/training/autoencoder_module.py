@@ -45,6 +45,17 @@ def random_crops(frames: Tensor, patch: tuple[int, int] | None, offsets: Tensor)
     return torch.stack(out)
 
 
+def recolour(x: Tensor, draws: Tensor, probability: float, saturation_max: float) -> Tensor:
+    """Frames in [-1, 1] with their hue rotated and saturation raised (kornia), each with `probability`.
+    `draws` (N, 3) uniform in [0, 1): whether, the hue angle, the saturation factor."""
+    unit = (x + 1) / 2
+    hue = (draws[:, 1] * 2 - 1) * torch.pi
+    saturation = 1 + draws[:, 2] * (saturation_max - 1)
+    moved = kornia.enhance.adjust_saturation(kornia.enhance.adjust_hue(unit, hue), saturation).clamp(0, 1)
+    pick = (draws[:, 0] < probability).view(-1, 1, 1, 1)
+    return torch.where(pick, moved * 2 - 1, x)
+
+
 class AutoencoderModule(StageModule):
     def __init__(self, autoencoder: AutoencoderKL, stage_cfg: Any, trainer_cfg: Any, seed: int) -> None:
         super().__init__(trainer_cfg, seed)
@@ -69,6 +80,9 @@ class AutoencoderModule(StageModule):
         t = frames.shape[1]
         offsets = per_sample(generators, "rand", (t, 2)).reshape(-1, 2)
         x = random_crops(frames_to_unit(fold_frames(frames)), self.patch, offsets).to(self.device)
+        if float(self.stage_cfg.colour_augment) > 0:
+            draws = per_sample(generators, "rand", (t, 3)).reshape(-1, 3).to(self.device)
+            x = recolour(x, draws, float(self.stage_cfg.colour_augment), float(self.stage_cfg.colour_saturation_max))
         latent_shape = self.autoencoder.encode(x[:1]).latent_dist.mean.shape[1:]
         noise = per_sample(generators, "randn", (t, *latent_shape)).reshape(-1, *latent_shape).to(self.device)
         recon, kl = self.reconstruct(x, noise)
