@@ -21,7 +21,6 @@ and so every phase that reads it; an interrupted phase of the same settings resu
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import shutil
@@ -33,6 +32,8 @@ import cv2
 import numpy as np
 
 from drivesim.atomic import atomic_write_text
+from drivesim.config.diff import differing_keys
+from drivesim.exports import folder_digest
 from drivesim.synth.livery import primary_pixels
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -80,7 +81,7 @@ class Stamps:
             return True
         if not same:  # other settings, or outputs of unknown settings: this phase's own outputs go
             if old is not None:
-                log.warning("%s: settings changed (%s): redoing it", phase, ", ".join(_changed(old["settings"], settings)))
+                log.warning("%s: settings changed (%s): redoing it", phase, ", ".join(differing_keys(old["settings"], settings)))
             for name in PHASE_OUTPUTS[phase]:
                 path = self.work / name
                 if path.is_dir():
@@ -94,17 +95,9 @@ class Stamps:
         atomic_write_text(self._file(phase), json.dumps({"settings": settings, "complete": True}, indent=2) + "\n")
 
 
-def _changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-
-
 def fingerprint(export: Path) -> str:
-    """Which export is at `export` (its marker and summary): a retrained export in the same folder differs."""
-    h = hashlib.sha256(str(export.resolve()).encode())
-    for name in ("drivesim_export.json", "summary.json"):
-        if (export / name).is_file():
-            h.update((export / name).read_bytes())
-    return h.hexdigest()[:16]
+    """Which export is at `export`: a retrained export in the same folder differs (its weights' digest)."""
+    return folder_digest(export)[:16]
 
 
 def _cli(args: list[str]) -> None:

@@ -269,17 +269,10 @@ def write_results(settings: BenchSettings, report: dict[str, Any]) -> None:
 
 
 def cascade_identity(plan: CascadePlan) -> dict[str, str]:
-    """sha256 of every file of every stage export: videos of a retrained or re-exported cascade never mix."""
-    import hashlib
+    """Every stage export's weight digest: videos of a retrained or re-exported cascade never mix."""
+    from drivesim.exports import folder_digest
 
-    out = {}
-    for stage, export in sorted(plan.stages.items()):
-        digest = hashlib.sha256()
-        for path in sorted(p for p in export.path.rglob("*") if p.is_file()):
-            digest.update(path.relative_to(export.path).as_posix().encode())
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-        out[stage] = digest.hexdigest()
-    return out
+    return {stage: folder_digest(export.path) for stage, export in sorted(plan.stages.items())}
 
 
 def work_stamp(settings: BenchSettings, cfg: Any, plan: CascadePlan) -> str:
