@@ -5,7 +5,7 @@ JSON of the arguments it depends on and of the phases it reads, marked complete 
 phase is skipped when its stamp is complete, its settings are the current ones and its outputs are there;
 other settings, or outputs without a stamp, delete that phase's own folders under --work and redo it,
 and so every phase that reads it; an interrupted phase of the same settings resumes in place):
-1. subject: a synthetic world whose cars all wear a livery (`world.livery`, magenta + yellow), day and
+1. subject: a synthetic world whose cars all wear a livery (`world.livery`, magenta_solid by default), day and
    clear, seeds 96001+ (disjoint from the recipe's 1000 and the held-out 90001-90008);
 2. ae: the parent's autoencoder round-trips subject frames: the livery's colour signature (fraction of
    the subject's pixels of the livery's magenta hue) before and after, and off the subject (false hits);
@@ -321,7 +321,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work", default="outputs/bench_lora_livery", help="resumable outputs of every phase")
     parser.add_argument("--image-export", help="the LoRA's parent (default at tiny: the shipped demo image export)")
     parser.add_argument("--checkpoint", help="prediction export to generate with (default at tiny: the shipped one)")
-    parser.add_argument("--livery", default="magenta_checker")
+    parser.add_argument("--livery", default="magenta_solid")
     parser.add_argument("--scenes", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--subject-seed", type=int, default=96001)

@@ -229,7 +229,7 @@ def test_demo_measures_the_synthetic_metrics_when_their_weights_exist(cascade: P
     for name in ("layout_recall", "action_speed", "action_yaw_rate"):
         assert report["metrics"][name]["n"] > 0
     assert report["protocol"]["extractors"]["layout"]["name"] == "layout-seg-v1"
-    assert report["protocol"]["extractors"]["attributes"]["name"] == "synth-attr-v2"
+    assert report["protocol"]["extractors"]["attributes"]["name"] == "synth-attr-v3"
 
 
 def test_the_shipped_cascade_is_complete_linked_and_within_budget() -> None:

@@ -75,7 +75,7 @@ def test_cli_writes_metrics_summary_plots_and_a_complete_protocol(world: dict[st
                            protocol=replace(load_protocol("synth-bench-v1"), clip_frames=CLIP, split=None),
                            metrics=["temporal"])
     assert real["metrics"]["temporal_flow"]["value"] < 0.2 < frozen
-    assert set(real) == {"protocol", "metrics", "unavailable"}
+    assert set(real) == {"protocol", "metrics", "unavailable", "seconds"} and set(real["seconds"]) == {"temporal"}
 
 
 def test_real_side_features_are_cached(world: dict[str, Path], tmp_path: Path) -> None:
@@ -85,6 +85,21 @@ def test_real_side_features_are_cached(world: dict[str, Path], tmp_path: Path) -
     second = evaluate_folder(world["copy_last_frame"], **kwargs)
     assert not first["metrics"]["fid"]["real_cached"] and second["metrics"]["fid"]["real_cached"]
     assert second["metrics"]["fid"]["n_real"] == first["metrics"]["fid"]["n_real"]
+
+
+def test_the_real_side_of_groups_without_a_feature_cache_is_computed_once_per_process(world) -> None:
+    from drivesim.metrics import suite
+
+    suite._REAL_MEMO.clear()
+    kwargs = dict(data={"name": "synthetic", "root": str(world["synth"])}, metrics=["temporal"],
+                  protocol=replace(load_protocol("synth-bench-v1"), clip_frames=CLIP, split=None))
+    first = evaluate_folder(world["real"], **kwargs)
+    second = evaluate_folder(world["copy_last_frame"], **kwargs)
+    assert first["protocol"]["real"]["frames_read"] > 0 and second["protocol"]["real"]["frames_read"] == 0
+    assert second["metrics"]["temporal_warp"]["real"] == first["metrics"]["temporal_warp"]["real"]
+    assert second["metrics"]["temporal_flow"]["value"] > first["metrics"]["temporal_flow"]["value"]
+    uncached = evaluate_folder(world["copy_last_frame"], cache=False, **kwargs)  # no identity: never reused
+    assert uncached["protocol"]["real"]["frames_read"] > 0
 
 
 def test_an_asked_metric_without_its_weights_exits_2_naming_file_and_command(world, tmp_path, monkeypatch, capsys) -> None:
@@ -124,7 +139,7 @@ def test_layout_action_and_synthetic_frechet_run_with_weights(world, tmp_path, m
     assert {"layout_recall", "layout_hallucinated_area", "action_speed", "action_yaw_rate", "fid_synth", "fvd_synth"} <= set(m)
     assert m["layout_recall"]["n"] > 0 and isinstance(m["layout_recall"]["detector_trusted"], bool)
     assert report["protocol"]["extractors"]["layout"]["name"] == "layout-seg-v1"
-    assert report["protocol"]["extractors"]["attributes"]["name"] == "synth-attr-v2"
+    assert report["protocol"]["extractors"]["attributes"]["name"] == "synth-attr-v3"
 
 
 def test_protocols_load_and_bad_ones_are_named(world) -> None:

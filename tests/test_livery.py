@@ -72,7 +72,7 @@ def test_dataset_files_are_identical_with_the_option_explicitly_null(tmp_path: P
     assert truth["livery"] == {"name": "magenta_stripes", "instances": cars} and cars  # fraction 1: every car
 
 
-@pytest.mark.parametrize("livery", ["magenta_checker", "magenta_stripes"])
+@pytest.mark.parametrize("livery", ["magenta_checker", "magenta_stripes", "magenta_solid"])
 def test_livery_is_magenta_on_its_cars_and_nowhere_else(livery: str) -> None:
     world = WorldConfig(time_of_day="day", weather="clear", crowdedness="crowded")
     base_cfg = _config(96001, world, size=(128, 256), scenes=1)

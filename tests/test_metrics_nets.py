@@ -34,7 +34,7 @@ def test_training_seeds_must_avoid_every_protocols_held_out_seeds() -> None:
 def test_weights_carry_version_config_and_validation(weights: Path) -> None:
     seg = load_net(LAYOUT_NET, build_segnet, weights / LAYOUT_NET.filename)
     attr = load_net(ATTRIBUTE_NET, build_attrnet, weights / ATTRIBUTE_NET.filename)
-    assert seg.record()["name"] == "layout-seg-v1" and attr.record()["name"] == "synth-attr-v2"
+    assert seg.record()["name"] == "layout-seg-v1" and attr.record()["name"] == "synth-attr-v3"
     meta = read_metadata(weights / ATTRIBUTE_NET.filename)
     validation = meta["training"]["validation"]
     assert {"r2_speed", "r2_yaw_rate", "accuracy_time_of_day", "accuracy_order", "sensitivity"} <= set(validation)
@@ -110,3 +110,31 @@ def test_shuffled_copies_are_never_in_order_and_keep_the_frames() -> None:
     for a, b in zip(clips, out):
         assert not torch.equal(a, b)
         assert sorted(b[:, 0, 0, 0].tolist()) == a[:, 0, 0, 0].tolist()  # the same frames, another order
+
+
+def test_the_motion_branch_reads_optical_flow_and_old_configs_keep_frame_differences() -> None:
+    from drivesim.metrics.nets.attrnet import consecutive_flow
+
+    # A textured frame panned 2 px to the left per frame (what a turn does to the far scene): DIS flow says -2.
+    rng = np.random.default_rng(0)
+    texture = cv2_blur(rng.integers(0, 255, (64, 160)).astype(np.uint8))
+    frames = np.stack([texture[:, 16 + 2 * k: 16 + 2 * k + 128] for k in range(4)])
+    x = torch.from_numpy(frames).float().div(127.5).sub(1.0)[None, :, None].expand(1, 4, 3, 64, 128)
+    flow = consecutive_flow(x)
+    assert flow.shape == (1, 4, 2, 64, 128) and not flow[0, 3].any()  # the last frame has no successor
+    assert abs(float(flow[0, :3, 0, 8:-8, 8:-8].median()) + 2.0) < 0.2
+    assert abs(float(flow[0, :3, 1, 8:-8, 8:-8].median())) < 0.2
+    v2 = build_attrnet({"widths": [4, 8, 8, 8], "temporal_width": 8, "feature_dim": 16, "motion_widths": [4, 4, 8, 8]})
+    v3 = build_attrnet({"widths": [4, 8, 8, 8], "temporal_width": 8, "feature_dim": 16, "motion_widths": [4, 4, 8, 8],
+                        "motion_input": "flow+diff"})
+    assert v2.motion[0][0].in_channels == 3 and v3.motion[0][0].in_channels == 5
+    clip = torch.from_numpy(np.repeat(frames[:, None], 3, 1))[None]  # uint8 (1, 4, 3, 64, 128)
+    assert v3(clip)["yaw_rate"].shape == (1,) and v2(clip)["yaw_rate"].shape == (1,)
+    with pytest.raises(ValueError, match="motion_input"):
+        build_attrnet({"motion_input": "optical"})
+
+
+def cv2_blur(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.GaussianBlur(image, (0, 0), 1.5)

@@ -30,7 +30,7 @@ class WorldConfig:
     forward_lanes: int | None = None  # 1 or 2; null: random
     backward_lanes: int | None = None  # 1 or 2; null: random
     stop_probability: float = 0.5  # chance that the ego meets a red light in a scene of >= 8 s
-    # A distinctive paint job the base world never shows (drivesim/synth/livery.py: magenta_checker |
+    # A distinctive paint job the base world never shows (drivesim/synth/livery.py: magenta_solid | magenta_checker |
     # magenta_stripes), worn by each car with probability livery_fraction; null: none (seeds render as before).
     livery: str | None = None
     livery_fraction: float = 0.5

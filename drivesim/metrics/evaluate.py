@@ -85,7 +85,7 @@ def evaluate_folder(generated: str | Path, *, real: str | Path | None = None, da
     result = run_suite(gen_videos, real_videos, opts)
     real_info["frames_read"] = sum(real_videos.frames_seen.values())
     report = {"protocol": protocol_record(proto, result.extractors, gen_info, real_info),
-              "metrics": result.metrics, "unavailable": result.unavailable}
+              "metrics": result.metrics, "unavailable": result.unavailable, "seconds": result.seconds}
     if out is not None:
         path = write_report(report, out)
         log.info("wrote %s", path)

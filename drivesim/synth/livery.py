@@ -5,8 +5,8 @@
 "livery"), and only when a livery is set: the scene's own random draws are untouched, so a world
 without a livery renders byte-identically to one from before this option existed.
 
-A livery is the body in its primary colour (the car's "paint") and blocks of its secondary colour
-(the "livery" role) as decals on the body's sides, front and back. The blocks are about a metre
+A livery is the body in its primary colour (the car's "paint") and, unless it is solid, blocks of its
+secondary colour (the "livery" role) as decals on the body's sides, front and back. The blocks are about a metre
 across: at 128x256 a car 15 m ahead is about 25 px wide, so each block covers several pixels.
 """
 
@@ -25,13 +25,16 @@ LIVERY_STREAM = int.from_bytes(b"livery", "big")  # the generator's extra seed w
 class Livery:
     primary: tuple[float, float, float]  # RGB 0..1, the body
     secondary: tuple[float, float, float]  # RGB 0..1, the blocks
-    pattern: str  # checker | stripes
+    pattern: str  # checker | stripes | solid (the body alone: no blocks)
 
 
 # Magenta (hue ~310 deg, saturation ~0.95): no colour of the base world comes near it.
 LIVERIES = {
     "magenta_checker": Livery((0.95, 0.05, 0.75), (1.0, 0.88, 0.0), "checker"),
     "magenta_stripes": Livery((0.95, 0.05, 0.75), (1.0, 0.88, 0.0), "stripes"),
+    # The whole body in magenta: what a tiny autoencoder's 8x-downsampled latents can carry (a checker of
+    # ~1 m blocks blurs to salmon at 128x256, measured in benchmarks/bench_lora_livery.py).
+    "magenta_solid": Livery((0.95, 0.05, 0.75), (0.95, 0.05, 0.75), "solid"),
 }
 LIVERY_KINDS = ("car",)
 # What counts as a pixel of the livery's primary colour in uint8 RGB (OpenCV HSV: hue in 2-degree units,
@@ -87,7 +90,7 @@ def _face(decals: list[tuple[int, float, float, tuple[float, float], tuple[float
 def apply_livery(shape: sh.Shape, livery: Livery) -> sh.Shape:
     """`shape` with the livery's blocks on its first paint part; drawn before its own decals (lights, wheels)."""
     paint = [i for i, r in enumerate(shape.roles) if r == sh.PAINT]
-    if not paint:
+    if not paint or livery.pattern == "solid":
         return shape
     lo, hi = shape.lo[paint[0]], shape.hi[paint[0]]
     z = (float(lo[2]) + 0.15 * float(hi[2] - lo[2]), float(hi[2]))  # above the bumper strip

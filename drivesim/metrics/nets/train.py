@@ -208,7 +208,7 @@ def train(recipe: Recipe, validate: Callable[[nn.Module, Recipe], dict] | None =
     training = {"steps": recipe.steps, "batch": recipe.batch, "lr": recipe.lr, "seed": recipe.seed,
                 "train_seeds": list(recipe.train_seeds), "val_seeds": list(recipe.val_seeds),
                 "scenes_per_seed": recipe.scenes, "seconds_per_scene": recipe.seconds,
-                "weight_decay": recipe.weight_decay, "augmentation": "none" if recipe.kind == "layout" else "hflip (yaw negated); shuffled copies for the order head",
+                "weight_decay": recipe.weight_decay, "augmentation": "none" if recipe.kind == "layout" else "hflip (yaw negated; flow computed after the flip); shuffled copies for the order head",
                 "seconds_per_step": seconds / max(step, 1), "validation": figures, "tiny": recipe.tiny}
     save_net(model, spec, out, model.config.to_dict(), training)  # type: ignore[operator,union-attr]
     log.info("wrote %s (%s)", out, spec.version)

@@ -33,7 +33,7 @@ class NetSpec:
 
 LAYOUT_NET = NetSpec("layout", "layout-seg-v1", "layout-seg-v1.safetensors",
                      "drivesim's layout segmentation network")
-ATTRIBUTE_NET = NetSpec("attributes", "synth-attr-v2", "synth-attr-v2.safetensors",
+ATTRIBUTE_NET = NetSpec("attributes", "synth-attr-v3", "synth-attr-v3.safetensors",
                         "drivesim's synthetic attribute encoder")
 NETS = {spec.kind: spec for spec in (LAYOUT_NET, ATTRIBUTE_NET)}
 
