@@ -252,3 +252,22 @@ def test_decoder_of_another_autoencoder_is_refused(chain: dict[str, Path], tmp_p
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "trained with the autoencoder" in err, err
     assert not out.exists()
+
+
+def test_autoencoder_fine_tunes_an_export_with_the_colour_options(chain: dict[str, Path], tmp_path: Path) -> None:
+    from diffusers import AutoencoderKL
+
+    parent = read_export(chain["ae"] / "export", stage="autoencoder")
+    out = tmp_path / "ae_ft"
+    assert main(train_args("autoencoder", chain["world"], out, chain["cache"], 1, f"model.vae={parent.path}",
+                           "stage.colour_patches=1.0", "stage.chroma_weight=1.0", "stage.colour_augment=0.5",
+                           "model.autoencoder.block_out_channels=[4,4]")) == 0  # the parent's widths win
+    summary = json.loads((out / "export" / "summary.json").read_text())
+    assert summary["initialised_from"] == str(parent.autoencoder_path())
+    assert "train/chroma" in summary["final_metrics"]
+    before = AutoencoderKL.from_pretrained(parent.autoencoder_path()).state_dict()
+    after = AutoencoderKL.from_pretrained(read_export(out / "export", stage="autoencoder").autoencoder_path()).state_dict()
+    assert before.keys() == after.keys()
+    moved = [k for k in before if not torch.equal(before[k], after[k])]
+    # one step from the parent's weights: every tensor moved, none far (a fresh init would differ wholesale)
+    assert moved and max((before[k] - after[k]).abs().max().item() for k in moved) < 0.05

@@ -249,3 +249,43 @@ def test_recolour_rotates_hue_keeps_greys_and_respects_its_probability() -> None
     assert torch.allclose(out[0, :, 0, 0], x[0, :, 0, 0], atol=1e-4)  # a grey stays grey
     red_to = out[0, :, 1, 1]
     assert red_to[0] < -0.9 and red_to[1] > 0.9 and red_to[2] > 0.9  # red turned half-way round: cyan
+
+
+def test_colour_patches_paste_flat_saturated_rectangles_within_the_size_range() -> None:
+    from drivesim.training.autoencoder_module import PATCH_DRAWS, paste_colour_patches
+
+    x = torch.zeros((3, 3, 32, 64))  # mid grey
+    draws = torch.rand((3, PATCH_DRAWS), generator=torch.Generator().manual_seed(0))
+    draws[0, 0], draws[1, 0], draws[2, 0] = 0.1, 0.9, 0.1  # frames 0 and 2 picked, frame 1 not
+    draws[0, 1] = 0.0  # exactly one rectangle on frame 0
+    draws[0, 2:9] = torch.tensor([0.0, 0.999, 0.5, 0.5, 0.5, 1.0, 1.0])  # 8 x 16 px, hue 180 deg: cyan
+    out = paste_colour_patches(x, draws, probability=0.5, size_range=(8, 16))
+    assert torch.equal(out[1], x[1]) and torch.equal(x, torch.zeros_like(x))  # untouched, input not modified
+    changed = (out[0] != x[0]).any(dim=0)
+    rows, cols = changed.any(dim=1).sum().item(), changed.any(dim=0).sum().item()
+    assert (rows, cols) == (8, 16) and changed.sum().item() == 8 * 16  # one flat rectangle of the drawn size
+    colour = out[0][:, changed].T.unique(dim=0)
+    assert colour.shape[0] == 1 and torch.allclose(colour[0], torch.tensor([-1.0, 1.0, 1.0]), atol=1e-4)
+    assert (out[2] != x[2]).any()
+
+
+def test_chroma_loss_sees_colour_errors_that_keep_brightness() -> None:
+    from drivesim.training.autoencoder_module import chroma_l1
+
+    grey = torch.zeros((1, 3, 4, 4))
+    assert chroma_l1(grey, grey).item() == 0.0
+    tinted = grey.clone()
+    tinted[:, 0] += 0.3  # redder, and the luma change is small against the chroma change
+    tinted[:, 1] -= 0.15
+    assert chroma_l1(tinted, grey).item() > 0.05
+
+
+@pytest.mark.parametrize("override, field", [("stage.colour_patches=1.5", "colour_patches"),
+                                             ("stage.colour_patch_size=[9,4]", "colour_patch_size"),
+                                             ("stage.chroma_weight=-1", "chroma_weight")])
+def test_autoencoder_colour_options_are_checked(override: str, field: str) -> None:
+    from drivesim.training.autoencoder_module import check_colour_options
+
+    cfg = compose_command("train", ["stage=autoencoder", "model=micro", "out=/tmp/unused", override])
+    with pytest.raises(ValueError, match=f"stage.{field}"):
+        check_colour_options(cfg.stage)

@@ -42,6 +42,11 @@ class StageConfig:
     # every region - the base world's few colours otherwise let small objects decode grey (issue 12).
     colour_augment: float = 0.0
     colour_saturation_max: float = 2.0
+    # Autoencoder stage: with this probability a frame gets 1-4 flat rectangles of random saturated colour,
+    # sides in colour_patch_size pixels (object scale), and the weight of an L1 on the YCbCr chroma planes.
+    colour_patches: float = 0.0
+    colour_patch_size: list[int] = field(default_factory=lambda: [8, 48])
+    chroma_weight: float = 0.0
     # Upsampler: output / input size, and the low-res latents' noise-augmentation level drawn uniformly
     # in [0, noise_aug_max] (the model receives it); patches are `model.latent_size` latents.
     upscale: int = 4

@@ -41,7 +41,8 @@ class ModelConfig:
     num_frames: int = 4
     latent_channels: int = 4
     latent_size: list[int] = field(default_factory=lambda: [8, 16])
-    # The autoencoder: an `autoencoder` export or a local SD VAE folder (diffusion stages).
+    # The autoencoder: an `autoencoder` export or a local SD VAE folder (diffusion stages); for the
+    # `autoencoder` stage, the one to fine-tune (its architecture replaces `autoencoder` below).
     vae: str | None = None
     # diffusers AutoencoderKL kwargs that the `autoencoder` stage builds from scratch.
     autoencoder: dict[str, Any] = field(default_factory=dict)

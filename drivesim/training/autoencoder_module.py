@@ -56,12 +56,59 @@ def recolour(x: Tensor, draws: Tensor, probability: float, saturation_max: float
     return torch.where(pick, moved * 2 - 1, x)
 
 
+PATCHES_PER_FRAME = 4
+PATCH_DRAWS = 2 + PATCHES_PER_FRAME * 7  # whether, how many, then per patch (h, w, y, x, hue, saturation, value)
+
+
+def paste_colour_patches(x: Tensor, draws: Tensor, probability: float, size_range: tuple[int, int]) -> Tensor:
+    """Frames in [-1, 1] with 1-4 flat rectangles of random, saturated colour pasted on each, with `probability`.
+
+    Hue rotation alone recolours whole frames; a world whose objects share a few colours still lets the
+    encoder drop the colour of small regions. Rectangles of any hue at object scale make the latents carry
+    it (issue 12: a magenta car decoded grey). `draws` (N, PATCH_DRAWS) uniform in [0, 1).
+    """
+    out = x.clone()
+    h, w = x.shape[-2:]
+    lo, hi = size_range
+    for n, row in enumerate(draws.tolist()):
+        if row[0] >= probability:
+            continue
+        for k in range(1 + int(row[1] * PATCHES_PER_FRAME)):
+            ph_, pw_, py, px, hue, sat, val = row[2 + 7 * k : 9 + 7 * k]
+            ph, pw = min(h, lo + int(ph_ * (hi - lo + 1))), min(w, lo + int(pw_ * (hi - lo + 1)))
+            y, x0 = int(py * (h - ph + 1)), int(px * (w - pw + 1))
+            hsv = torch.tensor([hue * 2 * torch.pi, 0.5 + 0.5 * sat, 0.35 + 0.65 * val]).view(1, 3, 1, 1)
+            rgb = kornia.color.hsv_to_rgb(hsv).view(3, 1, 1).to(x)
+            out[n, :, y : y + ph, x0 : x0 + pw] = rgb * 2 - 1
+    return out
+
+
+def chroma_l1(recon: Tensor, x: Tensor) -> Tensor:
+    """L1 of the YCbCr chroma planes (frames in [-1, 1]): colour errors weigh beside brightness errors."""
+    def chroma(v: Tensor) -> Tensor:
+        return kornia.color.rgb_to_ycbcr((v.clamp(-1, 1) + 1) / 2)[:, 1:]
+
+    return (chroma(recon) - chroma(x)).abs().mean()
+
+
+def check_colour_options(stage_cfg: Any) -> None:
+    for key in ("colour_augment", "colour_patches"):
+        if not 0.0 <= float(stage_cfg[key]) <= 1.0:
+            raise ValueError(f"stage.{key} is a probability in [0, 1], got {stage_cfg[key]}")
+    sizes = list(stage_cfg.colour_patch_size)
+    if len(sizes) != 2 or not 1 <= int(sizes[0]) <= int(sizes[1]):
+        raise ValueError(f"stage.colour_patch_size must be [min, max] pixels with 1 <= min <= max, got {sizes}")
+    if float(stage_cfg.chroma_weight) < 0:
+        raise ValueError(f"stage.chroma_weight must be >= 0, got {stage_cfg.chroma_weight}")
+
+
 class AutoencoderModule(StageModule):
     def __init__(self, autoencoder: AutoencoderKL, stage_cfg: Any, trainer_cfg: Any, seed: int) -> None:
         super().__init__(trainer_cfg, seed)
         self.autoencoder: Any = cast(Any, autoencoder)  # diffusers is untyped for mypy
         self.stage_cfg = stage_cfg
         self.patch = (int(stage_cfg.patch[0]), int(stage_cfg.patch[1])) if stage_cfg.patch else None
+        check_colour_options(stage_cfg)
         if bool(trainer_cfg.gradient_checkpointing):
             self.autoencoder.enable_gradient_checkpointing()
         self.setup_ema()
@@ -83,6 +130,10 @@ class AutoencoderModule(StageModule):
         if float(self.stage_cfg.colour_augment) > 0:
             draws = per_sample(generators, "rand", (t, 3)).reshape(-1, 3).to(self.device)
             x = recolour(x, draws, float(self.stage_cfg.colour_augment), float(self.stage_cfg.colour_saturation_max))
+        if float(self.stage_cfg.colour_patches) > 0:
+            draws = per_sample(generators, "rand", (t, PATCH_DRAWS)).reshape(-1, PATCH_DRAWS)
+            sizes = self.stage_cfg.colour_patch_size
+            x = paste_colour_patches(x, draws, float(self.stage_cfg.colour_patches), (int(sizes[0]), int(sizes[1])))
         latent_shape = self.autoencoder.encode(x[:1]).latent_dist.mean.shape[1:]
         noise = per_sample(generators, "randn", (t, *latent_shape)).reshape(-1, *latent_shape).to(self.device)
         recon, kl = self.reconstruct(x, noise)
@@ -90,7 +141,11 @@ class AutoencoderModule(StageModule):
         ssim = kornia.losses.ssim_loss((recon.clamp(-1, 1) + 1) / 2, (x + 1) / 2, window_size=7)
         kl_term = kl.mean() / x[0].numel()
         total = l1 + float(self.stage_cfg.ssim_weight) * ssim + float(self.stage_cfg.kl_weight) * kl_term
-        return {"loss": total, "l1": l1, "ssim": ssim, "kl": kl_term}
+        terms = {"l1": l1, "ssim": ssim, "kl": kl_term}
+        if float(self.stage_cfg.chroma_weight) > 0:
+            terms["chroma"] = chroma_l1(recon, x)
+            total = total + float(self.stage_cfg.chroma_weight) * terms["chroma"]
+        return {"loss": total, **terms}
 
     def losses(self, batch: TrainBatch, generators: list[torch.Generator]) -> dict[str, Tensor]:
         return self._terms(batch, generators)

@@ -129,9 +129,11 @@ def build_module(resolved: Resolved, data: TrainData | None = None) -> L.Lightni
 
         from drivesim.training.autoencoder_module import AutoencoderModule, build_autoencoder
 
-        kwargs = OmegaConf.to_container(cfg.model.autoencoder, resolve=True)
-        module: Any = AutoencoderModule(build_autoencoder(kwargs), cfg.stage, cfg.trainer,  # type: ignore[arg-type]
-                                        int(cfg.seed))
+        if resolved.autoencoder_path is not None:  # model.vae: fine-tune that autoencoder
+            autoencoder = AutoencoderKL.from_pretrained(resolved.autoencoder_path, local_files_only=True).train()
+        else:
+            autoencoder = build_autoencoder(OmegaConf.to_container(cfg.model.autoencoder, resolve=True))  # type: ignore[arg-type]
+        module: Any = AutoencoderModule(autoencoder, cfg.stage, cfg.trainer, int(cfg.seed))
     elif resolved.stage == "decoder":
         from drivesim.training.decoder_module import DecoderModule
 

@@ -123,6 +123,12 @@ def resolve(cfg: DictConfig) -> Resolved:
             if image_parent.prediction_type != model.prediction_type:
                 raise TrainConfigError(f"model.prediction_type={model.prediction_type} but the image export "
                                        f"{image_parent.path} predicts {image_parent.prediction_type}")
+    if stage == "autoencoder" and model.vae:
+        # Fine-tuning: start from an autoencoder export or SD VAE; its architecture replaces model.autoencoder.
+        ae_path, _ = _autoencoder_folder("model.vae", Path(model.vae))
+        arch = {k: v for k, v in _autoencoder_config(ae_path).items() if not k.startswith("_")}
+        with open_dict(cfg):
+            cfg.model.autoencoder = OmegaConf.create(arch)
     # 3. data / model consistency
     with open_dict(cfg):
         _fill_data(cfg, stage, ae_path)

@@ -155,6 +155,8 @@ def run_training(cfg: DictConfig) -> int:
     summary = {"stage": resolved.stage, "seed": int(cfg.seed), "steps": steps, "final_metrics": metrics,
                "data": data.identity(), "wall_time_s": round(time.perf_counter() - started, 2),
                "threads": torch.get_num_threads()}
+    if resolved.stage == "autoencoder" and resolved.autoencoder_path is not None:
+        summary["initialised_from"] = str(resolved.autoencoder_path)
     parents: dict[str, Path] = {}
     if resolved.autoencoder_parent is not None:
         parents["autoencoder"] = resolved.autoencoder_parent
