@@ -289,3 +289,13 @@ def test_autoencoder_colour_options_are_checked(override: str, field: str) -> No
     cfg = compose_command("train", ["stage=autoencoder", "model=micro", "out=/tmp/unused", override])
     with pytest.raises(ValueError, match=f"stage.{field}"):
         check_colour_options(cfg.stage)
+
+
+def test_an_out_of_range_colour_option_is_one_line_before_anything_is_written(tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "ae"
+    assert main(["train", "stage=autoencoder", "model=micro", "data=synthetic", f"data.root={tmp_path}",
+                 f"out={out}", "stage.colour_patches=1.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "stage.colour_patches" in err, err
+    assert not out.exists()

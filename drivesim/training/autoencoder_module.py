@@ -92,14 +92,17 @@ def chroma_l1(recon: Tensor, x: Tensor) -> Tensor:
 
 
 def check_colour_options(stage_cfg: Any) -> None:
+    """Refuse out-of-range colour options before anything runs (resolve() calls it: one line, exit 2)."""
+    from drivesim.training.resolve import TrainConfigError
+
     for key in ("colour_augment", "colour_patches"):
         if not 0.0 <= float(stage_cfg[key]) <= 1.0:
-            raise ValueError(f"stage.{key} is a probability in [0, 1], got {stage_cfg[key]}")
+            raise TrainConfigError(f"stage.{key} is a probability in [0, 1], got {stage_cfg[key]}")
     sizes = list(stage_cfg.colour_patch_size)
     if len(sizes) != 2 or not 1 <= int(sizes[0]) <= int(sizes[1]):
-        raise ValueError(f"stage.colour_patch_size must be [min, max] pixels with 1 <= min <= max, got {sizes}")
+        raise TrainConfigError(f"stage.colour_patch_size must be [min, max] pixels with 1 <= min <= max, got {sizes}")
     if float(stage_cfg.chroma_weight) < 0:
-        raise ValueError(f"stage.chroma_weight must be >= 0, got {stage_cfg.chroma_weight}")
+        raise TrainConfigError(f"stage.chroma_weight must be >= 0, got {stage_cfg.chroma_weight}")
 
 
 class AutoencoderModule(StageModule):
@@ -108,7 +111,6 @@ class AutoencoderModule(StageModule):
         self.autoencoder: Any = cast(Any, autoencoder)  # diffusers is untyped for mypy
         self.stage_cfg = stage_cfg
         self.patch = (int(stage_cfg.patch[0]), int(stage_cfg.patch[1])) if stage_cfg.patch else None
-        check_colour_options(stage_cfg)
         if bool(trainer_cfg.gradient_checkpointing):
             self.autoencoder.enable_gradient_checkpointing()
         self.setup_ema()

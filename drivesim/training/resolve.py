@@ -123,6 +123,10 @@ def resolve(cfg: DictConfig) -> Resolved:
             if image_parent.prediction_type != model.prediction_type:
                 raise TrainConfigError(f"model.prediction_type={model.prediction_type} but the image export "
                                        f"{image_parent.path} predicts {image_parent.prediction_type}")
+    if stage == "autoencoder":
+        from drivesim.training.autoencoder_module import check_colour_options
+
+        check_colour_options(cfg.stage)
     if stage == "autoencoder" and model.vae:
         # Fine-tuning: start from an autoencoder export or SD VAE; its architecture replaces model.autoencoder.
         ae_path, _ = _autoencoder_folder("model.vae", Path(model.vae))
