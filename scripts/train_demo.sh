@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo recipe (README "Training the embedded default"): render the training world with fixed
 # seeds, then train the tiny cascade stage by stage. Every step resumes after a kill: run it again.
-#   bash scripts/train_demo.sh                      # all four stages
+#   bash scripts/train_demo.sh                      # all four stages (the autoencoder in two runs)
 #   bash scripts/train_demo.sh autoencoder image    # some of them
 # One torch thread: the budget assumes a second core is left free.
 set -euo pipefail
@@ -15,7 +15,7 @@ if [ ! -f "$world/.recipe-complete" ]; then
     drivesim synth out="$world" scenes=24 seconds=60 seed=1000 camera.width=256 camera.height=128
     touch "$world/.recipe-complete"
 fi
-for stage in "${@:-autoencoder image prediction interpolation}"; do
+for stage in "${@:-autoencoder autoencoder_finetune image prediction interpolation}"; do
     for s in $stage; do
         # A stage whose final export is committed (recipe/exports/<stage>, made by this recipe) is
         # restored instead of retrained; delete that folder to train it again.

@@ -163,3 +163,28 @@ def test_resume_false_keeps_the_old_export_until_a_new_one_is_written(chain: dic
     assert main(args) == 1  # the new run dies of bad numbers...
     after = load_file(str(run / "export" / "temporal.safetensors"))
     assert all(torch.equal(before[k], after[k]) for k in before)  # ...and the good export is still there
+
+
+def test_prediction_stage_with_time_embedded_temporal_convs(chain: dict[str, Path], tmp_path: Path) -> None:
+    """`model.temporal.time_embedding=true` on an image export made without it: the new projections
+    start at their init (reported), train, export, and carry the ego speed into the temporal path."""
+    out = tmp_path / "tmp_emb"
+    assert main(train_args("prediction", chain["world"], out, chain["cache"], 4,
+                           f"model.pretrained={chain['img'] / 'export'}", "model.temporal.time_embedding=true")) == 0
+    unet = read_export(out / "export").build_unet()
+    assert unet.temporal_options["temporal_time_embedding"] is True
+    assert any(".emb_proj." in k for k in load_file(str(out / "export" / "temporal.safetensors")))
+    assert read_export(chain["tmp"] / "export").build_unet().temporal_options["temporal_time_embedding"] is False
+    z, t = torch.randn(1, 4, 4, 8, 16), torch.tensor([500])
+
+    def speed_effect() -> float:
+        slow, fast = (VideoCondition(ego_speed=torch.full((1, 4), v)) for v in (0.0, 12.0))
+        with torch.no_grad():
+            return float((unet(z, t, fast) - unet(z, t, slow)).abs().max())
+
+    with_projection = speed_effect()
+    for name, module in unet.named_modules():
+        if name.endswith("emb_proj"):
+            torch.nn.init.zeros_(module.weight)
+            torch.nn.init.zeros_(module.bias)
+    assert abs(with_projection - speed_effect()) > 1e-7

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -92,3 +93,17 @@ def test_heads_that_do_not_divide_the_channels_split_like_the_spatial_transforme
     _randomise(block)
     x = torch.randn(2 * 3, 32, 2, 2)
     assert block(x, 3).shape == x.shape
+
+
+def test_conv_block_with_time_embedding_starts_as_identity_and_reads_each_frame_embedding() -> None:
+    block = TemporalConvBlock(16, groups=4, emb_channels=8)
+    x, emb = torch.randn(2 * 3, 16, 2, 2), torch.randn(2 * 3, 8)
+    torch.testing.assert_close(block(x, 3, emb=emb), x, atol=1e-6, rtol=0)  # conv2 zero-init: still z' = z
+    _randomise(block)
+    changed = emb.clone()
+    changed[4] += 1.0  # sample 1, frame 1
+    diff = (block(x, 3, emb=changed) - block(x, 3, emb=emb)).abs().amax(dim=(1, 2, 3))
+    assert (diff[:3] == 0).all()  # the other sample is untouched
+    assert (diff[3:] > 1e-4).all()  # frame 1's embedding reaches its neighbours through conv2
+    with pytest.raises(ValueError, match="per-frame embedding"):
+        block(x, 3)

@@ -17,6 +17,9 @@ class TemporalConfig:
     conv: bool = True  # residual 3x1x1 conv block after every ResNet
     attention: bool = True  # temporal self-attention after every spatial transformer
     blend_init_logit: float = 0.5  # alpha = sigmoid(logit) weights the spatial path
+    # The temporal conv blocks also read the per-frame embedding (diffusion time + labels, ego action,
+    # noise level), as diffusers' TemporalResnetBlock does; off reproduces exports made before it.
+    time_embedding: bool = False
 
 
 @dataclass

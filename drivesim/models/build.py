@@ -63,7 +63,8 @@ def build_video_unet(model_cfg: ModelConfig | DictConfig | dict[str, Any],
         unet, condition_encoders=condition_encoders,
         extra_in_channels=int(cfg.get("extra_in_channels", 0)),
         temporal_conv=bool(temporal.get("conv", True)), temporal_attention=bool(temporal.get("attention", True)),
-        blend_init_logit=float(temporal.get("blend_init_logit", 0.5)))
+        blend_init_logit=float(temporal.get("blend_init_logit", 0.5)),
+        temporal_time_embedding=bool(temporal.get("time_embedding", False)))
 
 
 def condition_encoders_for(name: str, options: dict[str, Any], unet: Any) -> nn.Module:

@@ -23,25 +23,40 @@ from drivesim.models.folding import (
 
 
 class TemporalConvBlock(nn.Module):
-    """GroupNorm -> SiLU -> Conv3d(3x1x1) -> GroupNorm -> SiLU -> zero-init Conv3d(3x1x1), blended.
+    """GroupNorm -> SiLU -> Conv3d(3x1x1) [+ per-frame embedding] -> GroupNorm -> SiLU -> zero-init
+    Conv3d(3x1x1), blended.
 
     Kernels span time only (3x1x1), so a frame mixes with its neighbours at the same pixel; the
     spatial receptive field stays the image model's. Norms take the resnet's groups and eps.
+    With `emb_channels`, the UNet's per-frame embedding (diffusion time plus the frame embedding of
+    labels, ego action, noise level) is projected and added after the first conv, as in diffusers'
+    `TemporalResnetBlock`: ego speed is a temporal quantity (how far the scene moves between frames),
+    and without this the temporal layers see it only through the frozen spatial features.
     """
 
-    def __init__(self, channels: int, groups: int, eps: float = 1e-6, init_logit: float = 0.5) -> None:
+    def __init__(self, channels: int, groups: int, eps: float = 1e-6, init_logit: float = 0.5,
+                 emb_channels: int | None = None) -> None:
         super().__init__()
         self.norm1 = nn.GroupNorm(groups, channels, eps=eps)
         self.conv1 = nn.Conv3d(channels, channels, kernel_size=(3, 1, 1), padding=(1, 0, 0))
+        # Standard init: conv2 starts at zero, so the block's output is still exactly zero at init.
+        self.emb_proj = nn.Linear(emb_channels, channels) if emb_channels else None
         self.norm2 = nn.GroupNorm(groups, channels, eps=eps)
         self.conv2 = nn.Conv3d(channels, channels, kernel_size=(3, 1, 1), padding=(1, 0, 0))
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)  # type: ignore[arg-type]
         self.blend = AlphaBlender(init_logit)
 
-    def forward(self, x: Tensor, num_frames: int, image_only: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, num_frames: int, image_only: Tensor | None = None,
+                emb: Tensor | None = None) -> Tensor:
         v = frames_to_volume(x, num_frames)  # (B, C, T, H*W): GroupNorm over a sample's frames
         h = _conv_over_time(self.conv1, F.silu(self.norm1(v)))
+        if self.emb_proj is not None:
+            if emb is None or emb.shape[0] != x.shape[0]:
+                raise ValueError(f"this temporal conv block reads the per-frame embedding: pass emb of shape "
+                                 f"({x.shape[0]}, {self.emb_proj.in_features})")
+            per_frame = self.emb_proj(F.silu(emb)).to(h.dtype)  # (B*T, C)
+            h = h + rearrange(per_frame, "(b t) c -> b c t 1", t=num_frames)
         h = _conv_over_time(self.conv2, F.silu(self.norm2(h)))
         return self.blend.residual(x, volume_to_frames(h, x.shape[-2]), num_frames, image_only)
 

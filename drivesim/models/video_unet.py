@@ -44,7 +44,7 @@ class VideoUNet(nn.Module):
 
     def __init__(self, unet: UNet2DConditionModel, *, condition_encoders: nn.Module | None = None,
                  extra_in_channels: int = 0, temporal_conv: bool = True, temporal_attention: bool = True,
-                 blend_init_logit: float = 0.5) -> None:
+                 blend_init_logit: float = 0.5, temporal_time_embedding: bool = False) -> None:
         super().__init__()
         check_supported(unet)
         src: Any = unet  # diffusers is untyped for mypy; the attributes below are checked by the tests
@@ -52,6 +52,7 @@ class VideoUNet(nn.Module):
         self.temporal_options: dict[str, Any] = {
             "extra_in_channels": extra_in_channels, "temporal_conv": temporal_conv,
             "temporal_attention": temporal_attention, "blend_init_logit": blend_init_logit,
+            "temporal_time_embedding": temporal_time_embedding,
         }
         # Spatial modules: the source UNet's own objects, registered under their own names (typed Any:
         # diffusers' blocks are not typed for mypy).
@@ -67,11 +68,13 @@ class VideoUNet(nn.Module):
         self.conv_out: nn.Conv2d = src.conv_out
         self.num_upsamplers: int = src.num_upsamplers
 
+        emb_channels = int(src.time_embedding.linear_2.out_features) if temporal_time_embedding else None
+
         def convs(block: Any) -> nn.ModuleList:
             if block is None or not temporal_conv:
                 return nn.ModuleList()
             return nn.ModuleList(TemporalConvBlock(r.out_channels, r.norm2.num_groups, r.norm2.eps,
-                                                   blend_init_logit) for r in block.resnets)
+                                                   blend_init_logit, emb_channels) for r in block.resnets)
 
         def attns(block: Any) -> nn.ModuleList:
             if block is None or not temporal_attention or not hasattr(block, "attentions"):
@@ -214,18 +217,20 @@ class VideoUNet(nn.Module):
 
     def _resnet_step(self, resnet: nn.Module, temporal: nn.Module, index: int, h: Tensor, emb: Tensor,
                      fr: _Frames) -> Tensor:
-        return self._temporal(temporal, index, resnet(h, emb), fr)
+        return self._temporal(temporal, index, resnet(h, emb), fr, emb)
 
     def _attention_step(self, attn: nn.Module, temporal: nn.Module, index: int, h: Tensor, text: Tensor,
                         fr: _Frames) -> Tensor:
         return self._temporal(temporal, index, attn(h, encoder_hidden_states=text, return_dict=False)[0], fr)
 
     @staticmethod
-    def _temporal(layers: nn.Module, index: int, h: Tensor, fr: _Frames) -> Tensor:
+    def _temporal(layers: nn.Module, index: int, h: Tensor, fr: _Frames, emb: Tensor | None = None) -> Tensor:
         layer_list = cast(nn.ModuleList, layers)
         if fr.skip or index >= len(layer_list):
             return h
-        return cast(Tensor, layer_list[index](h, fr.num_frames, fr.image_only))
+        if emb is None:
+            return cast(Tensor, layer_list[index](h, fr.num_frames, fr.image_only))
+        return cast(Tensor, layer_list[index](h, fr.num_frames, fr.image_only, emb))
 
     @staticmethod
     def _frames(cond: VideoCondition | None, batch: int, frames: int, device: torch.device) -> _Frames:

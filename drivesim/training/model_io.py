@@ -68,7 +68,9 @@ def unet_from_description(desc: dict[str, Any]) -> VideoUNet:
     return VideoUNet.from_image_unet(
         unet, condition_encoders=encoders, extra_in_channels=int(temporal.get("extra_in_channels", 0)),
         temporal_conv=bool(temporal["temporal_conv"]), temporal_attention=bool(temporal["temporal_attention"]),
-        blend_init_logit=float(temporal["blend_init_logit"]))
+        blend_init_logit=float(temporal["blend_init_logit"]),
+        # Exports written before the option existed have no such key: their conv blocks read no embedding.
+        temporal_time_embedding=bool(temporal.get("temporal_time_embedding", False)))
 
 
 def save_unet(unet: VideoUNet, model_cfg: DictConfig, folder: Path) -> None:
