@@ -9,7 +9,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from diffusers import AutoencoderKL
 from torch.utils.data import DataLoader, Dataset
 
 from drivesim.data.factory import build_dataset, get_option
@@ -88,8 +87,7 @@ def _split_sets(resolved: Resolved) -> tuple[Dataset, Dataset | None]:
 def load_autoencoder(folder: Path, temporal_decoder: bool = False) -> Any:
     from drivesim.models.vae import VideoVAE
 
-    return VideoVAE(AutoencoderKL.from_pretrained(folder, local_files_only=True).eval(),
-                    temporal_decoder=temporal_decoder)
+    return VideoVAE.from_pretrained(folder, temporal_decoder=temporal_decoder)
 
 
 def build_train_data(resolved: Resolved, out: Path) -> TrainData:
@@ -130,7 +128,7 @@ def build_module(resolved: Resolved, data: TrainData | None = None) -> L.Lightni
         from drivesim.training.autoencoder_module import AutoencoderModule, build_autoencoder
 
         if resolved.autoencoder_path is not None:  # model.vae: fine-tune that autoencoder
-            autoencoder = AutoencoderKL.from_pretrained(resolved.autoencoder_path, local_files_only=True).train()
+            autoencoder = load_autoencoder(resolved.autoencoder_path).vae.train()
         else:
             autoencoder = build_autoencoder(OmegaConf.to_container(cfg.model.autoencoder, resolve=True))  # type: ignore[arg-type]
         module: Any = AutoencoderModule(autoencoder, cfg.stage, cfg.trainer, int(cfg.seed))
