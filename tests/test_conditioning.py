@@ -304,6 +304,40 @@ def test_context_noise_augmentation() -> None:
         augment_context(z, mask, torch.tensor([1.5, 0.0]))
 
 
+def test_nearest_given_frames() -> None:
+    from drivesim.models.conditioning.context import nearest_given
+
+    z = torch.arange(6.0).reshape(1, 6, 1, 1, 1).expand(3, 6, 2, 3, 3).clone()
+    mask = torch.tensor([[1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0]]).float()
+    before, has_before, after, has_after = nearest_given(z, mask)
+    assert before[:, :, 0, 0, 0].tolist()[:2] == [[0, 1, 1, 1, 1, 1], [0, 0, 0, 0, 4, 4]]
+    assert has_after.tolist()[:2] == [[1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 0]]
+    assert after[1, :5, 0, 0, 0].tolist() == [0, 4, 4, 4, 4]
+    assert has_before[2].sum() == 0 and has_after[2].sum() == 0
+
+
+def test_context_reference_reaches_every_frame_directly() -> None:
+    """Without the reference inputs a given frame's latents change only its own residual; with them,
+    every frame after it (prediction) or between two given frames (interpolation) sees it."""
+    from drivesim.models.conditioning.context import ContextEncoder
+
+    torch.manual_seed(0)
+    z = torch.randn(1, 5, 4, 6, 6)
+    mask = torch.tensor([[1.0, 1.0, 0.0, 0.0, 0.0]])
+    for reference in (False, True):
+        encoder = ContextEncoder(4, 8, reference=reference)
+        nn.init.normal_(encoder.conv_out.weight)  # as if trained
+        assert float(encoder(z, torch.zeros(1, 5)).abs().max()) == 0.0  # S = 0: exactly the unconditional model
+        moved = z.clone()
+        moved[:, 1] += 1.0
+        change = (encoder(moved, mask) - encoder(z, mask)).abs().flatten(1).amax(1)
+        assert change[1] > 0 and change[0] == 0
+        assert (change[2:] > 0).all() if reference else (change[2:] == 0).all()
+    with torch.no_grad():  # a model without the reference convolution is a valid parent: same keys otherwise
+        plain, ref = ContextEncoder(4, 8).state_dict(), ContextEncoder(4, 8, reference=True).state_dict()
+    assert set(ref) - set(plain) == {"reference.weight"}
+
+
 def test_context_mask_and_noise_level_draws() -> None:
     mask = sample_context_mask(3000, 4, (0, 1, 2), torch.Generator().manual_seed(0))
     counts = mask.sum(1)

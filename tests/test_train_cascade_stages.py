@@ -71,8 +71,6 @@ def test_exports_carry_marker_parents_and_rebuild(chain: dict[str, Path]) -> Non
 @pytest.mark.parametrize("stage, extra, message", [
     ("upsampler", ["model.pretrained={dec}/export"], "is a 'decoder' export; expected image or temporal"),
     ("upsampler", ["model.pretrained={img}/export", "data.size=[100,256]"], "must be a multiple of stage.upscale"),
-    ("upsampler", ["model.pretrained={img}/export", "data.size=[128,256]", "stage.cache_latents=true"],
-     "encodes frames at two sizes"),
     ("lora", ["model.vae={ae}/export"], "the lora stage personalises an image or temporal export"),
     ("lora", ["model.pretrained={up}/export"], "is a 'upsampler' export; expected image or temporal"),
     ("decoder", ["model.vae={ae}/export", "stage.cache_latents=true"], "the decoder stage trains on frames"),
@@ -127,6 +125,45 @@ def test_loss_falls_when_overfitting_one_batch(chain: dict[str, Path], stage: st
     with torch.no_grad():
         end = float(loss())
     assert math.isfinite(end) and end < 0.8 * start, (stage, start, end)
+
+
+def test_upsampler_cached_latents_match_encoding_every_step(chain: dict[str, Path]) -> None:
+    """stage.cache_latents=true packs both encodings once; a step must see exactly what encoding the
+    frames in the step gives (same patch, same augmentation), and the cache is not the plain one."""
+    from drivesim.training.data import collate_positioned
+    from drivesim.training.upsampler_module import pack_pair, unpack_pair
+
+    high, low = torch.randn(2, 3, 4, 8, 16), torch.randn(2, 3, 4, 2, 4)
+    back = unpack_pair(pack_pair(high, low, 4), 4)
+    assert torch.equal(back[0], high) and torch.equal(back[1], low)
+    with pytest.raises(ValueError, match="not C x"):
+        unpack_pair(torch.randn(1, 1, 16, 2, 4), 4)
+    base = [f"model.pretrained={chain['img'] / 'export'}", "data.size=[128,256]"]
+    plain, plain_data = _module(chain, "upsampler", *base, "stage.cache_latents=false")
+    cached, cached_data = _module(chain, "upsampler", *base, "stage.cache_latents=true")
+    assert cached_data.identity()["latent_cache_train"] != plain_cache_key(chain, *base)
+    for index in (0, 1):
+        item = cached_data.train_set[index]
+        assert item[1].shape[1] == 4 * 17  # 4 channels x (16 space-to-depth + 1 low-res)
+    batch_plain = collate_positioned([(0, plain_data.train_set[0]), (1, plain_data.train_set[1])])
+    batch_cached = collate_positioned([(0, cached_data.train_set[0]), (1, cached_data.train_set[1])])
+    a = plain.inputs(batch_plain, plain.generators(batch_plain))
+    b = cached.inputs(batch_cached, cached.generators(batch_cached))
+    torch.testing.assert_close(a[0], b[0], atol=1e-5, rtol=0)  # the high-res patch (target)
+    torch.testing.assert_close(a[1], b[1])
+    torch.testing.assert_close(a[3].extra["lowres"], b[3].extra["lowres"], atol=1e-5, rtol=0)
+
+
+def plain_cache_key(chain: dict[str, Path], *extra: str) -> str:
+    """The key a one-size latent cache of the same data and autoencoder would have."""
+    from drivesim.training.build import folder_digest
+    from drivesim.training.latent_cache import cache_key
+    from drivesim.training.resolve import resolve
+
+    args = train_args("upsampler", chain["world"], chain["world"].parent / "o_key", chain["cache"], 1, *extra)
+    resolved = resolve(compose_command("train", args[1:]))
+    assert resolved.autoencoder_path is not None
+    return cache_key(resolved.cfg.data, "train", folder_digest(resolved.autoencoder_path))
 
 
 def test_lora_from_a_folder_of_subject_images(chain: dict[str, Path], tmp_path: Path) -> None:

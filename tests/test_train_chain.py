@@ -188,3 +188,31 @@ def test_prediction_stage_with_time_embedded_temporal_convs(chain: dict[str, Pat
             torch.nn.init.zeros_(module.weight)
             torch.nn.init.zeros_(module.bias)
     assert abs(with_projection - speed_effect()) > 1e-7
+
+
+def test_prediction_stage_with_context_reference(chain: dict[str, Path], tmp_path: Path) -> None:
+    """`model.conditioning.context_reference=true` on an image export made without it: the reference
+    convolution starts at its init, trains, exports, and makes a predicted frame depend on the last
+    context frame directly (here: with every temporal layer's blend forced to the spatial path)."""
+    out = tmp_path / "tmp_ref"
+    assert main(train_args("prediction", chain["world"], out, chain["cache"], 4, "trainer.lr=1e-2",
+                           f"model.pretrained={chain['img'] / 'export'}",
+                           "model.conditioning.context_reference=true")) == 0
+    condition = load_file(str(out / "export" / "condition.safetensors"))
+    assert any(k.endswith("context.reference.weight") for k in condition)
+    unet = read_export(out / "export").build_unet().eval()
+    for name, param in unet.named_parameters():
+        if name.endswith("mix_logit"):
+            param.data.fill_(50.0)  # alpha = 1: the image path only, no temporal mixing
+    z, t = torch.randn(1, 4, 4, 8, 16), torch.tensor([500])
+    context = torch.randn(1, 4, 4, 8, 16)
+    mask = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+
+    def frame3(latents: torch.Tensor) -> torch.Tensor:
+        cond = VideoCondition(context_latents=latents, context_mask=mask, context_noise_level=torch.zeros(1))
+        with torch.no_grad():
+            return unet(z, t, cond)[:, 3]
+
+    moved = context.clone()
+    moved[:, 1] += 1.0
+    assert float((frame3(moved) - frame3(context)).abs().max()) > 1e-6

@@ -33,6 +33,8 @@ class ConditionOptions:
     """Encoders to build and their sizes; all of them are zero-initialised at their last layer."""
 
     context: bool = True  # context latents + mask -> conv_in residual
+    # ... and every frame also sees its nearest given frames before / after it (ContextEncoder docstring)
+    context_reference: bool = False
     context_noise: bool = True  # context noise-augmentation level -> time embedding
     boxes: bool = True  # per-frame box layout -> adapter residuals for every down block
     labels: bool = True  # time of day, weather, crowdedness -> time embedding

@@ -104,6 +104,15 @@ def build_train_data(resolved: Resolved, out: Path) -> TrainData:
         def encode(frames: torch.Tensor) -> torch.Tensor:
             return vae.encode_video(frames_to_unit(frames))
 
+        if resolved.stage == "upsampler":  # both sizes, packed in one tensor; a cache of its own
+            from drivesim.training.upsampler_module import encode_pair, pack_pair
+
+            upscale = int(cfg.stage.upscale)
+            digest = f"{digest}+upsampler-x{upscale}"
+
+            def encode(frames: torch.Tensor) -> torch.Tensor:
+                return pack_pair(*encode_pair(vae, frames_to_unit(frames), upscale), upscale)
+
         root = default_cache_dir(cfg.get("cache_dir")) / "latents"
         sets: list[Dataset | None] = []
         for split, dataset in (("train", train), ("val", val)):

@@ -211,5 +211,3 @@ def _check_upsampler_size(cfg: DictConfig, downscale: int) -> None:
     if patch[0] > size[0] or patch[1] > size[1]:
         raise TrainConfigError(f"model.latent_size={list(model.latent_size)} (patches of {patch} pixels) is larger "
                                f"than data.size={size}")
-    if bool(cfg.stage.cache_latents):
-        raise TrainConfigError("stage.cache_latents=true: the upsampler encodes frames at two sizes; set it false")

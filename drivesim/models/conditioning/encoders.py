@@ -32,7 +32,8 @@ class ConditionEncoders(nn.Module):
         self.time_embed_dim = int(time_embed_dim)
         self.latent_channels = int(latent_channels)
         o = options
-        self.context = ContextEncoder(latent_channels, self.block_out_channels[0]) if o.context else None
+        self.context = (ContextEncoder(latent_channels, self.block_out_channels[0], reference=o.context_reference)
+                        if o.context else None)
         self.boxes = (BoxEncoder(o.num_box_classes, o.max_instances, o.box_embed_dim, o.box_adapter_width,
                                  self.block_out_channels) if o.boxes else None)
         any_scalar = o.labels or o.ego or o.noise_aug or o.stage or (o.context and o.context_noise)
