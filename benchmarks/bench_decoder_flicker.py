@@ -9,6 +9,8 @@ temporal decoder; both decoders then decode the same latents of validation clips
   (drivesim.metrics.temporal, DIS flow) beside the ground truth's, and PSNR against the ground truth.
 
     python benchmarks/bench_decoder_flicker.py --model micro --ae-steps 300 --decoder-steps 200 [--disc-weight 0.1]
+    # or measure a decoder export already trained (e.g. the recipe's) on its world's validation clips:
+    python benchmarks/bench_decoder_flicker.py --export outputs/recipe/decoder/export --world outputs/recipe/world
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def _to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def measure(world: Path, decoder_export: Path, clips: int) -> dict[str, float]:
+def measure(world: Path, decoder_export: Path, clips: int, fps: float = 6.0) -> dict[str, float]:
     from drivesim.config import compose_command
     from drivesim.data.factory import build_dataset
     from drivesim.exports import read_export
@@ -61,7 +63,7 @@ def measure(world: Path, decoder_export: Path, clips: int) -> dict[str, float]:
     export = read_export(decoder_export, stage="decoder")
     temporal = export.load_vae().eval()
     image = read_export(export.parent_path("autoencoder")).load_vae().eval()  # type: ignore[arg-type]
-    data_cfg = compose_command("train", ["data=synthetic", f"data.root={world}", "data.fps=6",
+    data_cfg = compose_command("train", ["data=synthetic", f"data.root={world}", f"data.fps={fps:g}",
                                          f"data.frames={export.frames}", f"data.size={export.size}"]).data
     dataset = build_dataset(data_cfg, split="val")
     gen = torch.Generator().manual_seed(0)
@@ -78,10 +80,10 @@ def measure(world: Path, decoder_export: Path, clips: int) -> dict[str, float]:
             s = (vae.decode_video(z_static, t).clamp(-1, 1) + 1) / 2
             rows[f"static_mad_{name}"].append(float((s[:, 1:] - s[:, :-1]).abs().mean()))
             rec = vae.decode_video(z, t)
-            rows[f"warp_{name}"].append(float(np.nanmean(temporal_series(_to_uint8(rec[0]), 6.0).warp_error)))
+            rows[f"warp_{name}"].append(float(np.nanmean(temporal_series(_to_uint8(rec[0]), fps).warp_error)))
             mse = float((((rec.clamp(-1, 1) - x) / 2) ** 2).mean())
             rows[f"psnr_{name}"].append(10 * np.log10(1.0 / max(mse, 1e-10)))
-        rows["warp_gt"].append(float(np.nanmean(temporal_series(torch.as_tensor(clip.frames), 6.0).warp_error)))
+        rows["warp_gt"].append(float(np.nanmean(temporal_series(torch.as_tensor(clip.frames), fps).warp_error)))
     return {k: round(float(np.mean(v)), 5) for k, v in rows.items()}
 
 
@@ -93,9 +95,29 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--disc-weight", type=float, default=0.0)
     parser.add_argument("--mean-latents", action="store_true", help="train on posterior means, not draws")
+    parser.add_argument("--export", type=Path, help="a trained decoder export to measure (no training)")
+    parser.add_argument("--world", type=Path, help="with --export: the synthetic world of its validation clips")
+    parser.add_argument("--fps", type=float, default=6.0, help="with --export: clip frame rate")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
+    if args.export is not None:
+        if args.world is None:
+            parser.error("--export needs --world")
+        from drivesim.exports import read_export
+
+        export = read_export(args.export, stage="decoder")
+        summary = json.loads((args.export / "summary.json").read_text())
+        result = {"export": str(args.export), "world": str(args.world), "fps": args.fps,
+                  "decoder_steps": summary.get("steps"), "decoder_train_s": summary.get("wall_time_s"),
+                  "size": export.size, "frames": export.frames, "clips": args.clips,
+                  "figures": measure(args.world, args.export, args.clips, args.fps),
+                  "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        RESULTS.mkdir(exist_ok=True)
+        out = RESULTS / f"bench_decoder_flicker_{args.export.parent.name}.json"
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        log.warning("%s", json.dumps(result, indent=2))
+        return
     size = (64, 128) if args.model == "micro" else (128, 256)
     with tempfile.TemporaryDirectory() as tmp:
         world, export, decoder_s = _train(Path(tmp), args.model, args.ae_steps, args.decoder_steps, size,

@@ -165,6 +165,31 @@ def test_a_cascade_without_interpolation_runs_at_the_key_rate_or_exits_2(
     assert metrics["protocol"]["fps"] == 3.0 and "not comparable" in metrics["protocol"]["description"]
 
 
+def test_init_strength_reaches_each_stage_and_is_checked(cascade: Path, tmp_path: Path, no_metric_weights: None,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import drivesim.pipelines.engine as engine
+
+    calls: list[tuple[int, float, bool]] = []  # (frames, strength, guess given) of every diffusion call
+    real_sample = engine.sample_video
+
+    def spy(denoiser, scheduler, noise, cond, steps, given=None, gen=None, init=None, strength=1.0):  # type: ignore[no-untyped-def]
+        calls.append((int(noise.shape[1]), float(strength), init is not None))
+        return real_sample(denoiser, scheduler, noise, cond, steps, given, gen, init, strength)
+
+    monkeypatch.setattr(engine, "sample_video", spy)
+    args = ["demo", f"cascade={cascade}", "seconds=1", "sampler.steps=2", "interpolation_sampler.steps=2",
+            "metrics=[temporal]", "sampler.init_strength=0.5", "interpolation_sampler.init_strength=0.25"]
+    assert main([*args, f"out={tmp_path / 'd'}"]) == 0
+    itp_frames = json.loads((cascade / "interpolation" / "drivesim_export.json").read_text())["data"]["frames"]
+    assert {(s, g) for f, s, g in calls if f == itp_frames} == {(0.25, True)}
+    assert {(s, g) for f, s, g in calls if f != itp_frames} == {(0.5, True)}
+    capsys.readouterr()
+    assert main([*args[:-1], "interpolation_sampler.init_strength=0", f"out={tmp_path / 'bad'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "init_strength must lie in (0, 1]" in err
+
+
 def test_no_shipped_cascade_is_one_line_and_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     import drivesim.demo.run as demo_run

@@ -127,3 +127,49 @@ def test_clean_context_frames_do_not_depend_on_the_noise(unet: torch.nn.Module) 
 def test_unknown_sampler_is_an_error() -> None:
     with pytest.raises(ValueError, match="sampler.name"):
         make_scheduler("heun9", SCHEDULE)
+
+
+def test_context_init_blends_the_nearest_given_frames() -> None:
+    from drivesim.diffusion.sampling import context_init
+
+    z = torch.zeros(1, 6, 1, 2, 2)
+    z[:, 0], z[:, 4] = 1.0, 5.0
+    guess = context_init(GivenFrames(z, torch.tensor([[1.0, 0, 0, 0, 1, 0]])))
+    assert guess[0, :, 0, 0, 0].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 5.0]  # between: by distance; after: the last
+    with pytest.raises(ValueError, match="at least one given frame"):
+        context_init(GivenFrames(z, torch.zeros(1, 6)))
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_init_strength_starts_part_way_from_the_guess(unet: torch.nn.Module, name: str) -> None:
+    """Strength s runs round(steps x s) steps from the guess: a low strength stays near the guess (far
+    nearer than a run from pure noise), strength 1 ignores it, and (0, 1] is enforced."""
+    from drivesim.diffusion.sampling import context_init
+
+    cond = _cond()
+    given = GivenFrames(cond.context_latents, cond.context_mask)  # type: ignore[arg-type]
+    guess = context_init(given)
+    den = GuidedDenoiser(_model(unet), {})
+    calls: list[int] = []
+
+    def counting(x: torch.Tensor, t: torch.Tensor, c: VideoCondition) -> torch.Tensor:
+        calls.append(int(t[0]))
+        return den(x, t, c)
+
+    def run(strength: float) -> torch.Tensor:
+        g = torch.Generator().manual_seed(0)
+        noise = torch.randn(B, T, C, H, W, generator=g)
+        with torch.no_grad():
+            return sample_video(counting, make_scheduler(name, SCHEDULE, "trailing"), noise, cond, 10, given, g,
+                                guess, strength)
+
+    calls.clear()
+    low = run(0.2)
+    assert len(calls) == 2 and max(calls) < 500
+    full = run(1.0)
+    calls.clear()
+    torch.testing.assert_close(run(1.0), full, atol=0, rtol=0)
+    assert len(calls) == 10
+    assert float((low - guess)[:, 2:].abs().mean()) < 0.5 * float((full - guess)[:, 2:].abs().mean())
+    with pytest.raises(ValueError, match="init_strength"):
+        run(0.0)

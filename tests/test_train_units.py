@@ -116,6 +116,29 @@ def test_min_snr_weights() -> None:
         DiffusionObjective(SCHEDULE, "sample")
 
 
+def test_loss_space_reweights_to_the_implied_error() -> None:
+    """An eps model's loss measured in v space equals the MSE of the v its output implies."""
+    objective = DiffusionObjective(SCHEDULE, "epsilon", loss_space="v_prediction")
+    v_model = DiffusionObjective(SCHEDULE, "v_prediction")
+    x0, noise = torch.randn(3, 1, 4, 8, 8), torch.randn(3, 1, 4, 8, 8)
+    t = torch.tensor([[5], [500], [990]])
+    wrong_eps = noise + 0.1 * torch.randn(noise.shape, generator=torch.Generator().manual_seed(1))
+    noisy = objective.add_noise(x0, noise, t)
+    implied_x0 = objective.predicted_x0(noisy, wrong_eps, t)
+    # the v target of (implied x0, the noise it implies) against the true v
+    a = objective.scheduler.alphas_cumprod[t].reshape(3, 1, 1, 1, 1)
+    implied_v = a.sqrt() * (noisy - a.sqrt() * implied_x0) / (1 - a).sqrt() - (1 - a).sqrt() * implied_x0
+    v_mse = ((implied_v - v_model.target(x0, noise, t)) ** 2).mean(dim=(2, 3, 4))
+    eps_mse = ((wrong_eps - noise) ** 2).mean(dim=(2, 3, 4))
+    torch.testing.assert_close(eps_mse * objective.loss_weight(t), v_mse, rtol=1e-3, atol=1e-6)
+    assert objective.loss_weight(t)[2] > 20 * objective.loss_weight(t)[0]
+    assert torch.equal(DiffusionObjective(SCHEDULE, "epsilon", loss_space="epsilon").loss_weight(t), torch.ones(3, 1))
+    with pytest.raises(ValueError, match="set one of them"):
+        DiffusionObjective(SCHEDULE, "epsilon", min_snr_gamma=5.0, loss_space="v_prediction")
+    with pytest.raises(ValueError, match="loss_space"):
+        DiffusionObjective(SCHEDULE, "epsilon", loss_space="x0")
+
+
 def test_draws_depend_only_on_seed_and_position() -> None:
     a = [torch.rand(3, generator=g) for g in sample_generators(7, [10, 11])]
     b = [torch.rand(3, generator=g) for g in sample_generators(7, [11])]

@@ -29,6 +29,10 @@ class SamplerConfig:
     context_noise_level: float | None = None
     # Largest batch of one model call (guidance branches travel as one batch); 0: no limit.
     max_batch: int = 0
+    # 1: start from pure noise. s < 1: start s of the way down the schedule from a guess noised to that
+    # level (SDEdit): the frames to generate from their given neighbours, the upsampler's from its
+    # low-res input; so a model that underuses its context still continues the scene.
+    init_strength: float = 1.0
 
 
 @dataclass

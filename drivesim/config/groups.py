@@ -31,6 +31,8 @@ class StageConfig:
     image_fraction: float = 0.0
     # min-SNR-gamma loss weighting (Hang et al. 2023); null: uniform.
     min_snr_gamma: float | None = None
+    # The space the MSE is measured in (epsilon / v_prediction); null: the model's own prediction type.
+    loss_space: str | None = None
     # Train on latents cached once by the frozen autoencoder (diffusion stages).
     cache_latents: bool = True
     # Autoencoder stage: random crop (H, W) of each frame (null: full frames) and the loss weights.

@@ -21,9 +21,14 @@ class DiffusionObjective:
     """eps- or v-prediction with optional min-SNR-gamma weighting, over a DDPM noise schedule."""
 
     def __init__(self, schedule: dict[str, Any], prediction_type: str = "epsilon",
-                 min_snr_gamma: float | None = None) -> None:
+                 min_snr_gamma: float | None = None, loss_space: str | None = None) -> None:
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"model.prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+        if loss_space is not None and loss_space not in PREDICTION_TYPES:
+            raise ValueError(f"stage.loss_space must be null or one of {PREDICTION_TYPES}, got {loss_space!r}")
+        if loss_space not in (None, prediction_type) and min_snr_gamma is not None:
+            raise ValueError("stage.loss_space and stage.min_snr_gamma are two weightings: set one of them")
+        self.loss_space = loss_space or prediction_type
         if min_snr_gamma is not None and min_snr_gamma <= 0:
             raise ValueError(f"stage.min_snr_gamma must be > 0, got {min_snr_gamma}")
         try:
@@ -58,7 +63,15 @@ class DiffusionObjective:
         return v.reshape(x0.shape)
 
     def loss_weight(self, timesteps: Tensor) -> Tensor:
-        """Per-timestep weight of the MSE: 1, or min-SNR-gamma (eps: min(snr, g) / snr; v: / (snr + 1))."""
+        """Per-timestep weight of the MSE: 1, or min-SNR-gamma (eps: min(snr, g) / snr; v: / (snr + 1)),
+        or the error of the output re-expressed in `loss_space`: an eps model's error as the v error it
+        implies is x (1 + snr) / snr. That weights the noisy timesteps, where an eps error is small
+        however wrong the implied clean frame is, and where conditions such as context frames matter
+        most (session 7: the tiny prediction model trained in eps space ignored its context)."""
+        if self.loss_space != self.prediction_type:
+            snr = self.snr.to(timesteps.device)[timesteps]
+            ratio = (snr + 1) / snr  # v-MSE / eps-MSE for the same implied clean frame
+            return ratio if self.prediction_type == "epsilon" else 1 / ratio
         if self.min_snr_gamma is None:
             return torch.ones(timesteps.shape, dtype=torch.float32, device=timesteps.device)
         snr = self.snr.to(timesteps.device)[timesteps]

@@ -4,7 +4,10 @@
 `DDPMScheduler` config (so betas and prediction type match the model). `sample_video` runs the loop:
 the given (context) frames are re-imposed before every model call at the current noise level and
 set to their clean latents at the end, as the prediction and interpolation models were trained.
-Randomness comes only from the `generator` passed in.
+With `init_strength` < 1 the loop starts part-way down the schedule from a guess of the clean
+frames noised to that level (SDEdit): the frames to generate start from their given neighbours
+(`context_init`), the upsampler's from its low-res input. Randomness comes only from the
+`generator` passed in.
 """
 
 from __future__ import annotations
@@ -53,19 +56,55 @@ class GivenFrames:
         return torch.where(m, values.to(x.dtype), x)
 
 
+def context_init(given: GivenFrames) -> Tensor:
+    """A guess of every frame from the given ones: a frame between two given frames is their blend
+    by distance, one after (before) all of them the last (first) given frame; given frames are their own."""
+    mask = given.mask.to(torch.bool)
+    b, t = mask.shape
+    index = torch.arange(t, device=mask.device).expand(b, t)
+    before = torch.cummax(torch.where(mask, index, torch.full_like(index, -1)), dim=1).values
+    after = torch.cummin(torch.where(mask, index, torch.full_like(index, t)).flip(1), dim=1).values.flip(1)
+    has_before, has_after = before >= 0, after < t
+    if not bool((has_before | has_after).all()):
+        raise ValueError("init_strength < 1 needs at least one given frame in every sample")
+    lo = torch.where(has_before, before, after)
+    hi = torch.where(has_after, after, before)
+    span = (hi - lo).clamp_min(1).to(given.latents.dtype)
+    w = ((index - lo).to(given.latents.dtype) / span).clamp(0, 1).reshape(b, t, 1, 1, 1)
+
+    def pick(at: Tensor) -> Tensor:
+        return torch.gather(given.latents, 1, at.reshape(b, t, 1, 1, 1).expand_as(given.latents))
+
+    return (1 - w) * pick(lo) + w * pick(hi)
+
+
 def sample_video(denoiser: Denoiser, scheduler: Any, noise: Tensor, cond: VideoCondition, steps: int,
-                 given: GivenFrames | None = None, generator: torch.Generator | None = None) -> Tensor:
+                 given: GivenFrames | None = None, generator: torch.Generator | None = None,
+                 init: Tensor | None = None, init_strength: float = 1.0) -> Tensor:
     """Denoise `noise` (B, T, C, H, W) in `steps` scheduler steps -> clean latents (B, T, C, H, W).
 
     `given` frames are noised to each step's level with one fixed draw (`generator`) and put in place
     of the sample's frames before every model call; the result carries their clean latents exactly.
+    `init` (a clean-latent guess, B, T, C, H, W) with `init_strength` in (0, 1): only the last
+    round(steps x strength) steps run, from `init` noised to the first of them.
     """
     if noise.ndim != 5:
         raise ValueError(f"noise must be (B, T, C, H, W), got {tuple(noise.shape)}")
     if steps < 1:
         raise ValueError(f"sampler.steps must be >= 1, got {steps}")
+    if not 0.0 < init_strength <= 1.0:
+        raise ValueError(f"sampler.init_strength must lie in (0, 1], got {init_strength}")
     scheduler.set_timesteps(steps, device=noise.device)
-    x = noise * scheduler.init_noise_sigma
+    timesteps = scheduler.timesteps
+    if init is not None and init_strength < 1.0:
+        run = max(1, round(steps * init_strength))
+        start = len(timesteps) - run * int(getattr(scheduler, "order", 1))
+        timesteps = timesteps[start:]
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(start)
+        x = scheduler.add_noise(init.to(noise.dtype), noise, timesteps[:1])
+    else:
+        x = noise * scheduler.init_noise_sigma
     given_noise = None
     if given is not None:
         given_noise = torch.randn(given.latents.shape, generator=generator, device=noise.device,
@@ -73,7 +112,7 @@ def sample_video(denoiser: Denoiser, scheduler: Any, noise: Tensor, cond: VideoC
     step_kwargs: dict[str, Any] = {"generator": generator}
     if isinstance(scheduler, DDIMScheduler):
         step_kwargs["eta"] = float(getattr(scheduler, "eta_for_step", 0.0))
-    for t in scheduler.timesteps:
+    for t in timesteps:
         if given is not None:
             assert given_noise is not None
             noised = scheduler.add_noise(given.latents.to(x.dtype), given_noise, t.reshape(1))

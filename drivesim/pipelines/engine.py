@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from drivesim.diffusion.cfg import GuidancePlan, GuidedDenoiser
-from drivesim.diffusion.sampling import GivenFrames, make_scheduler, sample_video
+from drivesim.diffusion.sampling import GivenFrames, context_init, make_scheduler, sample_video
 from drivesim.models import VideoCondition, VideoUNet
 from drivesim.models.vae import VideoVAE
 from drivesim.pipelines.conditions import SceneInputs, Supports, frame_condition, with_context
@@ -54,6 +54,11 @@ class SamplerSettings:
     guidance: dict[str, float] = field(default_factory=dict)
     guidance_mode: str = "composed"
     max_batch: int = 0
+    init_strength: float = 1.0
+
+
+class SamplerSettingsError(ValueError):
+    """A sampler setting the engine cannot run (one line naming the field)."""
 
 
 @dataclass
@@ -101,10 +106,15 @@ class Engine:
         """Fail early (before anything is written) on sampler settings the first chunk would reject."""
         for s in [self.sampler] + [m.sampler for m in (self.prediction, self.image, self.interpolation)
                                    if m is not None and m.sampler is not None]:
-            make_scheduler(s.name, self.schedule, s.timestep_spacing, s.eta)
-            GuidancePlan.build(VideoCondition(), s.guidance, s.guidance_mode)
+            try:
+                make_scheduler(s.name, self.schedule, s.timestep_spacing, s.eta)
+                GuidancePlan.build(VideoCondition(), s.guidance, s.guidance_mode)
+            except ValueError as exc:
+                raise SamplerSettingsError(str(exc)) from exc
             if s.steps < 1:
-                raise ValueError(f"sampler.steps must be >= 1, got {s.steps}")
+                raise SamplerSettingsError(f"sampler.steps must be >= 1, got {s.steps}")
+            if not 0.0 < s.init_strength <= 1.0:
+                raise SamplerSettingsError(f"sampler.init_strength must lie in (0, 1], got {s.init_strength}")
         if self.interpolation is not None and ((self.interpolation.frames - 1) % INTERPOLATION_FACTOR
                                                or self.interpolation.frames < INTERPOLATION_FACTOR + 1):
             raise ValueError(f"the interpolation model runs on {self.interpolation.frames} frames; "
@@ -151,7 +161,8 @@ class Engine:
         s = stage.sampler or self.sampler
         scheduler = make_scheduler(s.name, self.schedule, s.timestep_spacing, s.eta)
         denoiser = GuidedDenoiser(_in_model_dtype(stage.unet), s.guidance, s.guidance_mode, scene.null_text, s.max_batch)
-        return sample_video(denoiser, scheduler, noise, cond, s.steps, given, gen)
+        init = context_init(given) if given is not None and s.init_strength < 1.0 else None
+        return sample_video(denoiser, scheduler, noise, cond, s.steps, given, gen, init, s.init_strength)
 
     def _image_key(self, plan: RolloutPlan, timeline: Timeline, scene: SceneInputs,
                    gen: torch.Generator) -> dict[int, Tensor]:

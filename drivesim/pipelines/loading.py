@@ -80,7 +80,8 @@ def sampler_settings(sampler: Any) -> SamplerSettings:
     return SamplerSettings(
         name=str(sampler.name), steps=int(sampler.steps), eta=float(sampler.eta),
         timestep_spacing=sampler.timestep_spacing, guidance={k: float(v) for k, v in dict(sampler.guidance).items()},
-        guidance_mode=str(sampler.guidance_mode), max_batch=int(sampler.max_batch))
+        guidance_mode=str(sampler.guidance_mode), max_batch=int(sampler.max_batch),
+        init_strength=float(sampler.get("init_strength", 1.0)))
 
 
 def load_cascade(checkpoint: str | None, interpolation: str | None, sampler: Any, *, passes: int = 1,

@@ -70,7 +70,8 @@ class Upsampler:
             mask[:, : given.shape[1]] = 1.0
             frames = GivenFrames(full, mask)
         scheduler = make_scheduler(self.sampler.name, self.schedule, self.sampler.timestep_spacing, self.sampler.eta)
-        return sample_video(_in_model_dtype(self.unet), scheduler, noise, cond, self.sampler.steps, frames, gen)
+        return sample_video(_in_model_dtype(self.unet), scheduler, noise, cond, self.sampler.steps, frames, gen,
+                            lowres, self.sampler.init_strength)
 
     def decode(self, latents: Tensor) -> np.ndarray:
         video = self.vae.decode_video(latents.to(self.vae.vae.dtype), self.decode_chunk)[0]

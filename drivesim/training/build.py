@@ -194,7 +194,7 @@ def _diffusion_module(resolved: Resolved) -> Any:
         dropout = DropoutProbabilities(**OmegaConf.to_container(model_cfg.conditioning.dropout))  # type: ignore[arg-type]
     vae = load_autoencoder(resolved.autoencoder_path) if resolved.autoencoder_path is not None else None
     objective = DiffusionObjective(dict(model_cfg.noise_schedule), str(model_cfg.prediction_type),
-                                   cfg.stage.min_snr_gamma)
+                                   cfg.stage.min_snr_gamma, cfg.stage.loss_space)
     args = (unet, objective, cfg.stage, cfg.trainer, int(cfg.seed))
     kwargs: dict[str, Any] = {"frame_size": (int(cfg.data.size[0]), int(cfg.data.size[1])), "vae": vae,
                               "text_encoder": text, "dropout": dropout}
