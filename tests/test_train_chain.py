@@ -216,3 +216,22 @@ def test_prediction_stage_with_context_reference(chain: dict[str, Path], tmp_pat
     moved = context.clone()
     moved[:, 1] += 1.0
     assert float((frame3(moved) - frame3(context)).abs().max()) > 1e-6
+
+
+@pytest.mark.parametrize("name", ["tmp", "itp"])
+def test_context_use_benchmark_measures_the_given_frames(chain: dict[str, Path], name: str) -> None:
+    """benchmarks/bench_context_use.py: the masks generation uses, and a ratio of two errors that differ
+    (the given frames do reach the model in the "with" pass)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_context_use import given_mask, measure
+
+    assert given_mask("temporal", 5, 1).tolist() == [[1, 1, 0, 0, 0]]
+    assert given_mask("interpolation", 9, 1).tolist() == [[1, 0, 0, 0, 1, 0, 0, 0, 1]]
+    result = measure(chain[name] / "export", chain["world"], 2)
+    rows = result["rows"]
+    assert isinstance(rows, list) and len(rows) == 5
+    assert all(r["ratio"] == pytest.approx(r["mse_with"] / r["mse_without"]) for r in rows)
+    assert any(r["mse_with"] != r["mse_without"] for r in rows)
+    assert float(result["copy_nearest_given_x0_mse"]) >= 0  # type: ignore[arg-type]
