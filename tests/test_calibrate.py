@@ -31,7 +31,7 @@ def test_calibrated_latents_are_standardised(tmp_path: Path) -> None:
     clips = [torch.randint(0, 256, (3, 3, 32, 64), generator=g, dtype=torch.uint8) for _ in range(4)]
     before = VideoVAE.from_pretrained(folder / "autoencoder")
     mean0, std0, _ = latent_statistics(before, clips)
-    result = calibrate(folder, clips)
+    result = calibrate(folder / "autoencoder", clips)  # a diffusers VAE folder
     assert result["scaling_factor"] == pytest.approx(1 / std0) and result["shift_factor"] == pytest.approx(mean0)
     after = VideoVAE.from_pretrained(folder / "autoencoder")
     z = torch.cat([after.encode_video(c[None].float() / 127.5 - 1) for c in clips])
@@ -46,3 +46,11 @@ def test_calibrated_latents_are_standardised(tmp_path: Path) -> None:
 def test_calibrate_command_needs_an_export(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "python -m drivesim.training.calibrate" in capsys.readouterr().err
+
+
+def test_calibrating_a_later_stage_export_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """An image export's autoencoder is its parent's: rewriting it would invalidate every child."""
+    image = Path(__file__).resolve().parents[1] / "drivesim" / "assets" / "demo_cascade" / "image"
+    assert main([str(image), "data=synthetic", "data.root=/nonexistent", "data.frames=8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "expected autoencoder" in err

@@ -59,23 +59,19 @@ class GivenFrames:
 def context_init(given: GivenFrames) -> Tensor:
     """A guess of every frame from the given ones: a frame between two given frames is their blend
     by distance, one after (before) all of them the last (first) given frame; given frames are their own."""
-    mask = given.mask.to(torch.bool)
-    b, t = mask.shape
-    index = torch.arange(t, device=mask.device).expand(b, t)
-    before = torch.cummax(torch.where(mask, index, torch.full_like(index, -1)), dim=1).values
-    after = torch.cummin(torch.where(mask, index, torch.full_like(index, t)).flip(1), dim=1).values.flip(1)
+    from drivesim.models.conditioning.context import gather_frames, nearest_given_index
+
+    before, after = nearest_given_index(given.mask)
+    t = given.mask.shape[1]
     has_before, has_after = before >= 0, after < t
     if not bool((has_before | has_after).all()):
         raise ValueError("init_strength < 1 needs at least one given frame in every sample")
     lo = torch.where(has_before, before, after)
     hi = torch.where(has_after, after, before)
-    span = (hi - lo).clamp_min(1).to(given.latents.dtype)
-    w = ((index - lo).to(given.latents.dtype) / span).clamp(0, 1).reshape(b, t, 1, 1, 1)
-
-    def pick(at: Tensor) -> Tensor:
-        return torch.gather(given.latents, 1, at.reshape(b, t, 1, 1, 1).expand_as(given.latents))
-
-    return (1 - w) * pick(lo) + w * pick(hi)
+    index = torch.arange(t, device=lo.device).expand_as(lo)
+    dtype = given.latents.dtype
+    w = ((index - lo).to(dtype) / (hi - lo).clamp_min(1).to(dtype)).clamp(0, 1)[..., None, None, None]
+    return (1 - w) * gather_frames(given.latents, lo) + w * gather_frames(given.latents, hi)
 
 
 def sample_video(denoiser: Denoiser, scheduler: Any, noise: Tensor, cond: VideoCondition, steps: int,

@@ -101,17 +101,16 @@ def build_train_data(resolved: Resolved, out: Path) -> TrainData:
         digest = folder_digest(resolved.autoencoder_path)
         from drivesim.training.adapter import frames_to_unit
 
-        def encode(frames: torch.Tensor) -> torch.Tensor:
-            return vae.encode_video(frames_to_unit(frames))
-
-        if resolved.stage == "upsampler":  # both sizes, packed in one tensor; a cache of its own
-            from drivesim.training.upsampler_module import encode_pair, pack_pair
-
-            upscale = int(cfg.stage.upscale)
+        upscale = int(cfg.stage.upscale) if resolved.stage == "upsampler" else 0
+        if upscale:  # both sizes, packed in one tensor; a cache of its own
             digest = f"{digest}+upsampler-x{upscale}"
 
-            def encode(frames: torch.Tensor) -> torch.Tensor:
-                return pack_pair(*encode_pair(vae, frames_to_unit(frames), upscale), upscale)
+        def encode(frames: torch.Tensor) -> torch.Tensor:
+            if not upscale:
+                return vae.encode_video(frames_to_unit(frames))
+            from drivesim.training.upsampler_module import encode_pair, pack_pair
+
+            return pack_pair(*encode_pair(vae, frames_to_unit(frames), upscale), upscale)
 
         root = default_cache_dir(cfg.get("cache_dir")) / "latents"
         sets: list[Dataset | None] = []

@@ -24,6 +24,10 @@ from drivesim.atomic import atomic_write_text
 log = logging.getLogger(__name__)
 
 
+class CalibrationError(ValueError):
+    """Nothing (usable) to calibrate on (one line)."""
+
+
 def latent_statistics(vae: Any, clips: list[torch.Tensor]) -> tuple[float, float, int]:
     """(mean, std, values) of the unscaled posterior means of uint8 clips (T, 3, H, W)."""
     from drivesim.training.adapter import frames_to_unit
@@ -37,20 +41,31 @@ def latent_statistics(vae: Any, clips: list[torch.Tensor]) -> tuple[float, float
             total_sq += float((z.double() ** 2).sum())
             count += z.numel()
     if count == 0:
-        raise ValueError("no frames to calibrate the latent scale on")
+        raise CalibrationError("no frames to calibrate the latent scale on")
     mean = total / count
     std = max(total_sq / count - mean * mean, 0.0) ** 0.5
     if not std > 0:
-        raise ValueError("the latents have zero variance: cannot calibrate their scale")
+        raise CalibrationError("the latents have zero variance: cannot calibrate their scale")
     return mean, std, count
 
 
-def calibrate(folder: Path, clips: list[torch.Tensor]) -> dict[str, float]:
-    """Rewrite the diffusers VAE config in `folder` (an export or its `autoencoder/`) with the fitted
-    scale and shift; returns what was measured and written."""
-    from drivesim.models.vae import VideoVAE, resolve_vae_folder
+def autoencoder_folder(folder: Path) -> Path:
+    """The diffusers VAE folder of `folder`: an autoencoder export (only: a later stage's autoencoder is
+    its parent's, and rewriting it would invalidate every child), or a diffusers VAE / pipeline folder."""
+    from drivesim.exports import MARKER, read_export
+    from drivesim.models.vae import resolve_vae_folder
 
-    vae_folder = Path(resolve_vae_folder(folder / "autoencoder" if (folder / "autoencoder").is_dir() else folder))
+    if (folder / MARKER).is_file():
+        return read_export(folder, stage="autoencoder").autoencoder_path()
+    return Path(resolve_vae_folder(folder))
+
+
+def calibrate(folder: Path, clips: list[torch.Tensor]) -> dict[str, float]:
+    """Rewrite the diffusers VAE config of `folder` (see `autoencoder_folder`) with the fitted scale and
+    shift; returns what was measured and written."""
+    from drivesim.models.vae import VideoVAE
+
+    vae_folder = autoencoder_folder(folder)
     vae = VideoVAE.from_pretrained(vae_folder)
     mean, std, count = latent_statistics(vae, clips)
     config_file = vae_folder / "config.json"
@@ -77,9 +92,12 @@ def sample_clips(overrides: list[str], frames: int) -> list[torch.Tensor]:
     from drivesim.data.factory import build_dataset
 
     data_cfg = compose_command("train", overrides).data
-    dataset: Any = build_dataset(data_cfg, split="train")
+    try:
+        dataset: Any = build_dataset(data_cfg, split="train")
+    except ValueError as exc:  # the data config or the dataset itself (one line from the loader)
+        raise CalibrationError(str(exc)) from exc
     if len(dataset) == 0:
-        raise ValueError(f"{data_cfg.root}: no training clips to calibrate on")
+        raise CalibrationError(f"{data_cfg.root}: no training clips to calibrate on")
     first = dataset[0]
     wanted = max(1, frames // max(1, int(first.frames.shape[0])))
     step = max(1, len(dataset) // wanted)
@@ -100,7 +118,15 @@ def main(argv: list[str] | None = None) -> int:
             frames = int(item.split("=", 1)[1])
         else:
             overrides.append(item)
-    result = calibrate(folder, sample_clips(overrides, frames))
+    from drivesim.config import ConfigError
+    from drivesim.exports import ExportError
+
+    try:
+        autoencoder_folder(folder)  # a wrong folder is refused before any data is read
+        result = calibrate(folder, sample_clips(overrides, frames))
+    except (CalibrationError, ExportError, ConfigError, FileNotFoundError) as exc:
+        sys.stderr.write(f"drivesim calibrate: {' '.join(str(exc).split())}\n")
+        return 2
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 

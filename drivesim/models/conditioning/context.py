@@ -55,21 +55,31 @@ def _masked(latents: Tensor, mask: Tensor) -> Tensor:
     return torch.cat([latents.reshape(b * t, c, h, w) * m, m], dim=1)
 
 
-def nearest_given(latents: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """For each frame, the latents of the nearest given frame at or before it and at or after it
-    (B, T, C, H, W each) and whether there is one ((B, T) in {0, 1}); a given frame is its own."""
+def nearest_given_index(mask: Tensor) -> tuple[Tensor, Tensor]:
+    """(B, T) mask -> for each frame the index of the nearest given frame at or before it (-1: none)
+    and at or after it (T: none), (B, T) each; a given frame is its own."""
     b, t = mask.shape
     index = torch.arange(t, device=mask.device).expand(b, t)
     given = mask.to(torch.bool)
     before = torch.cummax(torch.where(given, index, torch.full_like(index, -1)), dim=1).values
     after = torch.cummin(torch.where(given, index, torch.full_like(index, t)).flip(1), dim=1).values.flip(1)
+    return before, after
 
-    def gather(at: Tensor) -> Tensor:
-        picked = at.clamp(0, t - 1).reshape(b, t, 1, 1, 1).expand_as(latents)
-        return torch.gather(latents, 1, picked)
 
+def gather_frames(latents: Tensor, at: Tensor) -> Tensor:
+    """latents (B, T, C, H, W) at per-frame indices (B, T) clamped to [0, T - 1] -> (B, T, C, H, W)."""
+    b, t = at.shape
+    picked = at.clamp(0, latents.shape[1] - 1).reshape(b, t, 1, 1, 1).expand(b, t, *latents.shape[2:])
+    return torch.gather(latents, 1, picked)
+
+
+def nearest_given(latents: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """For each frame, the latents of the nearest given frame at or before it and at or after it
+    (B, T, C, H, W each) and whether there is one ((B, T) in {0, 1}); a given frame is its own."""
+    before, after = nearest_given_index(mask)
     dtype = latents.dtype
-    return gather(before), (before >= 0).to(dtype), gather(after), (after < t).to(dtype)
+    return (gather_frames(latents, before), (before >= 0).to(dtype),
+            gather_frames(latents, after), (after < mask.shape[1]).to(dtype))
 
 
 def augment_context(latents: Tensor, mask: Tensor, level: Tensor,
