@@ -88,6 +88,19 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(cascade: dict[str, Pat
     assert not out.exists()
 
 
+def test_a_bug_while_preparing_keeps_its_traceback(cascade: dict[str, Path], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the errors bad input causes become one line and exit 2; a plain ValueError is a bug."""
+    from drivesim.pipelines import run
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("a bug, not bad input")
+
+    monkeypatch.setattr(run, "load_cascade", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        main(_args(cascade, tmp_path / "never"))
+
+
 def test_out_holding_another_run_is_refused_unless_resume_false(cascade: dict[str, Path], tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"

@@ -20,7 +20,7 @@ from drivesim.diffusion.objectives import DiffusionObjective
 from drivesim.models import build_video_unet
 from drivesim.training.adapter import batch_to_model_input, labels_to_condition, waypoints_with_nan
 from drivesim.training.data import GlobalOrderSampler
-from drivesim.training.randomness import sample_generators
+from drivesim.training.randomness import per_sample, sample_generators
 
 SCHEDULE = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
 
@@ -143,6 +143,30 @@ def test_draws_depend_only_on_seed_and_position() -> None:
     a = [torch.rand(3, generator=g) for g in sample_generators(7, [10, 11])]
     b = [torch.rand(3, generator=g) for g in sample_generators(7, [11])]
     assert torch.equal(a[1], b[0]) and not torch.equal(a[0], a[1])
+
+
+def test_timestep_power_draws_high_noise_more_often_and_keeps_the_uniform_draw() -> None:
+    from drivesim.training.randomness import clip_timesteps
+
+    def draw(power: float) -> torch.Tensor:
+        return clip_timesteps(sample_generators(7, list(range(4000)), "train"), 1000, power)
+
+    uniform = draw(1.0)
+    assert torch.equal(uniform, per_sample(sample_generators(7, list(range(4000)), "train"), "randint", (), high=1000))
+    skewed = draw(0.3)
+    assert torch.equal(skewed, draw(0.3)) and int(skewed.min()) >= 0 and int(skewed.max()) <= 999
+    # floor(1000 u^0.3) > 850 when u > 0.85^(1/0.3) = 0.582: 42 % of the draws (uniform: 15 %).
+    assert abs(float((skewed > 850).float().mean()) - 0.418) < 0.03
+    assert abs(float((uniform > 850).float().mean()) - 0.149) < 0.03
+
+
+def test_an_out_of_range_timestep_power_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "p"
+    assert main(["train", "stage=autoencoder", "model=micro", "data=synthetic", f"data.root={tmp_path}",
+                 f"out={out}", "stage.timestep_power=0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "stage.timestep_power" in err, err
+    assert not out.exists()
 
 
 def test_global_order_shards_and_resumes() -> None:

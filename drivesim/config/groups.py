@@ -29,6 +29,10 @@ class StageConfig:
     waypoint_dropout: float = 0.1
     # Fraction of samples trained image-only (temporal layers bypassed): joint image batches.
     image_fraction: float = 0.0
+    # Training timesteps are floor(n u^p) with u uniform (p = timestep_power; 1: uniform). p < 1 draws high
+    # noise more often: there the given frames decide what the clip shows, while below t ~ 700 the noisy
+    # frame alone says more than a copy of the last given frame (session 8, bench_context_use).
+    timestep_power: float = 1.0
     # min-SNR-gamma loss weighting (Hang et al. 2023); null: uniform.
     min_snr_gamma: float | None = None
     # The space the MSE is measured in (epsilon / v_prediction); null: the model's own prediction type.

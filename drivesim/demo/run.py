@@ -101,15 +101,13 @@ def replay_config(cfg: DictConfig, plan: CascadePlan, synth: Path, scene: str, o
 
 
 def run_demo(cfg: DictConfig) -> int:
-    from drivesim.pipelines.engine import SamplerSettingsError
-    from drivesim.pipelines.loading import GenerateError
+    from drivesim.pipelines.errors import GenerateError  # SamplerSettingsError is one
     from drivesim.pipelines.store import RunMismatchError
     from drivesim.scenario.spec import ScenarioError
 
     try:
         return _run(cfg)
-    except (DemoError, GenerateError, ScenarioError, ExportError, RunMismatchError, FileExistsError,
-            SamplerSettingsError) as exc:
+    except (DemoError, GenerateError, ScenarioError, ExportError, RunMismatchError, FileExistsError) as exc:
         sys.stderr.write(f"drivesim demo: {' '.join(str(exc).split())}\n")
         return EXIT_USAGE
 

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from drivesim.models import VideoCondition, VideoUNet
 from drivesim.models.conditioning.context import augment_context
+from drivesim.pipelines.errors import GenerateError
 from drivesim.scenario.timeline import FrameCondition
 
 
@@ -89,7 +90,7 @@ def with_context(cond: VideoCondition, latents: Tensor, mask: Tensor, supports: 
     training did (`augment_context`: the encoder sees noised latents together with their level; the
     noise comes from `generator`, on the CPU), and the level itself."""
     if not supports.context:
-        raise ValueError("this model has no context encoder: it cannot continue a rollout (not a prediction model?)")
+        raise GenerateError("this model has no context encoder: it cannot continue a rollout (not a prediction model?)")
     if noise_level > 0 and supports.context_noise:
         noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
         level = torch.full((latents.shape[0],), float(noise_level), device=latents.device)

@@ -22,6 +22,7 @@ from drivesim.diffusion.sampling import GivenFrames, context_init, make_schedule
 from drivesim.models import VideoCondition, VideoUNet
 from drivesim.models.vae import VideoVAE
 from drivesim.pipelines.conditions import SceneInputs, Supports, frame_condition, with_context
+from drivesim.pipelines.errors import GenerateError
 from drivesim.pipelines.plan import Chunk, RolloutPlan
 from drivesim.scenario.timeline import Timeline
 
@@ -57,7 +58,7 @@ class SamplerSettings:
     init_strength: float = 1.0
 
 
-class SamplerSettingsError(ValueError):
+class SamplerSettingsError(GenerateError):
     """A sampler setting the engine cannot run (one line naming the field)."""
 
 
@@ -117,7 +118,7 @@ class Engine:
                 raise SamplerSettingsError(f"sampler.init_strength must lie in (0, 1], got {s.init_strength}")
         if self.interpolation is not None and ((self.interpolation.frames - 1) % INTERPOLATION_FACTOR
                                                or self.interpolation.frames < INTERPOLATION_FACTOR + 1):
-            raise ValueError(f"the interpolation model runs on {self.interpolation.frames} frames; "
+            raise GenerateError(f"the interpolation model runs on {self.interpolation.frames} frames; "
                              f"x{INTERPOLATION_FACTOR} needs {INTERPOLATION_FACTOR}k+1 frames")
         self.plan(1)
 
@@ -201,7 +202,7 @@ class Engine:
         assert stage is not None
         f = INTERPOLATION_FACTOR
         if (stage.frames - 1) % f or stage.frames < f + 1:
-            raise ValueError(f"the interpolation model runs on {stage.frames} frames; x{f} needs {f}k+1 frames")
+            raise GenerateError(f"the interpolation model runs on {stage.frames} frames; x{f} needs {f}k+1 frames")
         per_call = (stage.frames - 1) // f  # gaps per call
         spacing_out = plan.factor // f ** (p + 1)  # output frames between the new sequence's elements
         n = seq.shape[1] - 1

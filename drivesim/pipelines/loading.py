@@ -16,13 +16,10 @@ import torch
 
 from drivesim.exports import Export, find_cascade, read_export
 from drivesim.pipelines.engine import Engine, SamplerSettings, StageModel
+from drivesim.pipelines.errors import GenerateError
 
 log = logging.getLogger(__name__)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-class GenerateError(ValueError):
-    """Bad generate input: one line naming the key or file; exit 2, nothing written."""
 
 
 @dataclass

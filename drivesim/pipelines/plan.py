@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from drivesim.pipelines.errors import GenerateError
+
 
 @dataclass(frozen=True)
 class Chunk:
@@ -34,9 +36,9 @@ class RolloutPlan:
 
     def __post_init__(self) -> None:
         if self.frames < 1:
-            raise ValueError(f"a rollout needs at least one output frame, got {self.frames}")
+            raise GenerateError(f"a rollout needs at least one output frame, got {self.frames}")
         if not 1 <= self.context < self.window:
-            raise ValueError(f"context frames ({self.context}) must lie in [1, {self.window - 1}] for a "
+            raise GenerateError(f"context frames ({self.context}) must lie in [1, {self.window - 1}] for a "
                              f"{self.window}-frame prediction model")
 
     @property

@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from drivesim.atomic import atomic_write_text
+from drivesim.data.errors import DataError
 from drivesim.exports import ExportError
 from drivesim.pipelines.loading import GenerateError
 from drivesim.pipelines.nuscenes_export import scene_name
@@ -167,7 +168,7 @@ def run_predict(cfg: DictConfig) -> int:
         if pending:  # check the first item completely (scenario, camera, resume settings) before anything runs
             module = RolloutModule(cfg, pending)
             prepare(item_config(cfg, pending[0]), module.cascade)
-    except (GenerateError, ScenarioError, ExportError, RunMismatchError, ValueError) as exc:
+    except (GenerateError, ScenarioError, ExportError, RunMismatchError, DataError) as exc:
         sys.stderr.write(f"drivesim generate: {' '.join(str(exc).split())}\n")
         return EXIT_USAGE
     log.info("%d items, %d finished, %d to run", len(items), len(items) - len(pending), len(pending))

@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from drivesim.data.errors import DataError
 from drivesim.exports import ExportError
 from drivesim.pipelines.conditions import SceneInputs, Supports
 from drivesim.pipelines.loading import GenerateError, LoadedCascade, load_cascade
@@ -50,7 +51,7 @@ def run_generate(cfg: DictConfig) -> int:
         return run_predict(cfg)
     try:
         job = prepare(cfg)
-    except (GenerateError, ScenarioError, ExportError, RunMismatchError, ValueError) as exc:
+    except (GenerateError, ScenarioError, ExportError, RunMismatchError, DataError) as exc:
         sys.stderr.write(f"drivesim generate: {' '.join(str(exc).split())}\n")
         return EXIT_USAGE
     for seed, folder, settings in job.runs:

@@ -26,6 +26,7 @@ from drivesim.diffusion.sampling import GivenFrames, make_scheduler, sample_vide
 from drivesim.models import VideoUNet
 from drivesim.models.vae import VideoVAE
 from drivesim.pipelines.engine import SamplerSettings, _in_model_dtype, chunk_generator
+from drivesim.pipelines.errors import GenerateError
 from drivesim.pipelines.store import RolloutStore
 from drivesim.pipelines.writers import Mp4Writer
 from drivesim.training.upsampler_module import lowres_input, upsampler_condition
@@ -50,7 +51,7 @@ class Upsampler:
 
     def __post_init__(self) -> None:
         if not 0 <= self.overlap < self.frames:
-            raise ValueError(f"upsampler overlap {self.overlap} must lie in [0, frames={self.frames})")
+            raise GenerateError(f"upsampler overlap {self.overlap} must lie in [0, frames={self.frames})")
 
     @torch.no_grad()
     def window(self, low: np.ndarray, given: Tensor | None, gen: torch.Generator) -> Tensor:

@@ -91,7 +91,7 @@ class Simulator:
                                    context_frames=context_frames, decode_chunk=decode_chunk,
                                    decoder=str(decoder) if decoder else None, lora=str(lora) if lora else None)
             cascade.engine.validate()
-        except (GenerateError, ExportError, ValueError) as exc:
+        except (GenerateError, ExportError) as exc:
             raise SimulatorError(" ".join(str(exc).split())) from None
         return cls(cascade.engine, cascade.size, cascade=cascade)
 

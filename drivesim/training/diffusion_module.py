@@ -27,7 +27,7 @@ from drivesim.models.weights import group_of
 from drivesim.training.adapter import PromptCache, batch_to_model_input
 from drivesim.training.base import StageModule
 from drivesim.training.data import TrainBatch
-from drivesim.training.randomness import per_sample
+from drivesim.training.randomness import clip_timesteps, per_sample
 
 VAL_BUCKETS = 4  # validation loss per quarter of the noise schedule
 
@@ -96,7 +96,8 @@ class DiffusionModule(StageModule):
         if self.image_like:
             timesteps = per_sample(generators, "randint", (t,), high=n)
         else:
-            timesteps = per_sample(generators, "randint", (), high=n)[:, None].expand(b, t)
+            power = float(self.stage_cfg.get("timestep_power", 1.0))
+            timesteps = clip_timesteps(generators, n, power)[:, None].expand(b, t)
         noise = per_sample(generators, "randn", tuple(latents.shape[1:])).to(dev, latents.dtype)
         uniforms = per_sample(generators, "rand", (len(DROPPABLE) + 3,))  # dropout, waypoints, S, image-only
         context = torch.zeros(b, t)

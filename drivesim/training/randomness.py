@@ -39,3 +39,11 @@ def per_sample(generators: list[torch.Generator], draw: str, shape: tuple[int, .
         else:
             raise ValueError(f"unknown draw {draw!r}")
     return torch.stack(out) if out else torch.empty((0, *shape))
+
+
+def clip_timesteps(generators: list[torch.Generator], n: int, power: float = 1.0) -> torch.Tensor:
+    """One training timestep per sample in [0, n): uniform for power 1 (the draw earlier runs made), else
+    floor(n u^power) with u uniform, so power < 1 draws high noise more often (stage.timestep_power)."""
+    if power == 1.0:
+        return per_sample(generators, "randint", (), high=n)
+    return (per_sample(generators, "rand", ()) ** power * n).long().clamp(0, n - 1)

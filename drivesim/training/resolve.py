@@ -187,6 +187,9 @@ def _fill_data(cfg: DictConfig, stage: str, ae_path: Path | None) -> None:
         raise TrainConfigError(f"data.frames={data.frames} but model.num_frames={model.num_frames}")
     if float(data.fps) <= 0:
         raise TrainConfigError(f"data.fps={data.fps} must be > 0")
+    power = float(cfg.stage.get("timestep_power", 1.0))
+    if not 0.0 < power <= 4.0:
+        raise TrainConfigError(f"stage.timestep_power={power} must lie in (0, 4] (1: uniform timesteps)")
     if stage == "temporal":
         choices = list(cfg.stage.context_frames)
         if not choices or min(choices) < 0 or max(choices) >= int(data.frames):
