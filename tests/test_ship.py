@@ -75,6 +75,25 @@ def test_fp16_is_measured_and_recorded(runs: Path, tmp_path: Path) -> None:
     assert read_export(tmp_path / "loose" / "prediction").build_unet().dtype == torch.float32
 
 
+def test_one_stage_is_replaced_and_the_others_kept_only_when_their_parents_match(runs: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "cascade"
+    first = ship([runs / "temporal", runs / "interpolation"], dest)
+    kept = dest / "interpolation"
+    before = folder_digest(kept)
+    # A new prediction export (here the same one) with the interpolation stage kept as shipped.
+    summary = ship([runs / "temporal"], dest, keep_from=dest)
+    assert set(find_cascade(dest)) == {"autoencoder", "image", "temporal", "interpolation"}
+    assert folder_digest(dest / "interpolation") == before
+    assert summary["stages"]["interpolation"]["kept_from"] == str(dest.resolve())
+    assert summary["stages"]["image"]["sha256"] == first["stages"]["image"]["sha256"]
+    read_export(dest / "interpolation").check_parent("image")
+    # fp16 changes the image copy: the kept interpolation was made against other weights, and dest stays.
+    with pytest.raises(ShipError, match=r"interpolation: its (autoencoder|image) parent"):
+        ship([runs / "temporal"], dest, fp16=True, keep_from=dest)
+    assert folder_digest(dest / "interpolation") == before and (dest / "interpolation").is_dir()
+    assert not list(tmp_path.glob(".cascade.partial-*"))
+
+
 def test_refuses_over_the_size_limit_and_foreign_folders(runs: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ShipError, match="more than the 0.001 MB"):

@@ -1,6 +1,6 @@
 """Ship trained stage exports as one cascade folder (the package data `drivesim/assets/demo_cascade`).
 
-    python -m drivesim.training.ship outputs/recipe drivesim/assets/demo_cascade [--fp16]
+    python -m drivesim.training.ship outputs/recipe drivesim/assets/demo_cascade [--fp16] [--keep-from CASCADE]
 
 SRC is an export, a run folder holding `export/`, or a folder of such runs (e.g. `outputs/recipe`);
 the parents of every export found are followed through their markers, so the cascade is complete.
@@ -204,8 +204,11 @@ def _order(exports: dict[str, Export]) -> list[Export]:
 
 
 def ship(sources: list[Path], dest: Path, *, fp16: bool = False, max_mb: float = MAX_MB,
-         unet_tolerance: float = UNET_TOLERANCE, decoder_tolerance: float = DECODER_TOLERANCE) -> dict[str, Any]:
-    """Build the cascade folder `dest` from `sources`; returns its summary (also DEST/summary.json)."""
+         unet_tolerance: float = UNET_TOLERANCE, decoder_tolerance: float = DECODER_TOLERANCE,
+         keep_from: Path | None = None) -> dict[str, Any]:
+    """Build the cascade folder `dest` from `sources`; returns its summary (also DEST/summary.json).
+    `keep_from` (a shipped cascade, e.g. `dest` itself): its stages that the sources do not give are
+    kept as shipped, provided their parents are byte-identical to the new copies (marker digests)."""
     exports = collect_exports(sources)
     if "temporal" not in exports:
         raise ShipError(f"{', '.join(map(str, sources))}: no temporal (prediction) export: nothing to generate with")
@@ -216,6 +219,8 @@ def ship(sources: list[Path], dest: Path, *, fp16: bool = False, max_mb: float =
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
     try:
         summary = _build(exports, tmp, fp16, max_mb, unet_tolerance, decoder_tolerance)
+        if keep_from is not None:
+            summary = _keep_stages(summary, tmp, keep_from.resolve(), max_mb)
         if dest.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
             dest.rename(old / "cascade")
@@ -274,6 +279,36 @@ def _build(exports: dict[str, Export], tmp: Path, fp16: bool, max_mb: float, une
     return summary
 
 
+def _keep_stages(summary: dict[str, Any], tmp: Path, old: Path, max_mb: float) -> dict[str, Any]:
+    """Copy the stages of the shipped cascade `old` that `summary` lacks into `tmp`, unchanged: their
+    marker's parent digests must match the new copies (else the stage was made against other weights)."""
+    if not _is_cascade(old):
+        raise ShipError(f"--keep-from {old}: not a shipped cascade (no {FORMAT} summary.json)")
+    previous = json.loads((old / "summary.json").read_text())["stages"]
+    stages = dict(summary["stages"])
+    for name, record in previous.items():
+        if name in stages:
+            continue
+        shutil.copytree(old / name, tmp / name)
+        kept = read_export(tmp / name)
+        for role in kept.parents:
+            try:
+                kept.check_parent(role)
+            except ExportError as exc:
+                raise ShipError(f"--keep-from {old / name}: its {role} parent is not the one shipped now "
+                                f"({' '.join(str(exc).split())}): retrain it or ship its source") from None
+        if folder_digest(tmp / name) != record["sha256"]:
+            raise ShipError(f"--keep-from {old / name}: its files differ from {old / 'summary.json'}")
+        stages[name] = {**record, "kept_from": str(old)}
+        log.info("%s: kept as shipped in %s", name, old)
+    total = _folder_bytes(tmp) - (tmp / "summary.json").stat().st_size
+    if total > max_mb * 1e6:
+        raise ShipError(f"the cascade would take {total / 1e6:.1f} MB, more than the {max_mb:g} MB allowed")
+    summary = {**summary, "stages": stages, "total_bytes": total}
+    atomic_write_text(tmp / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
 def _is_cascade(folder: Path) -> bool:
     try:
         return json.loads((folder / "summary.json").read_text()).get("format") == FORMAT
@@ -287,13 +322,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dest", type=Path, help="the cascade folder to write (e.g. drivesim/assets/demo_cascade)")
     parser.add_argument("--fp16", action="store_true", help="store float weights as float16 where measured harmless")
     parser.add_argument("--max-mb", type=float, default=MAX_MB)
+    parser.add_argument("--keep-from", type=Path, default=None,
+                        help="a shipped cascade whose other stages are kept as they are (parents must match)")
     parser.add_argument("--unet-tolerance", type=float, default=UNET_TOLERANCE)
     parser.add_argument("--decoder-tolerance", type=float, default=DECODER_TOLERANCE)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         summary = ship(args.sources, args.dest, fp16=args.fp16, max_mb=args.max_mb,
-                       unet_tolerance=args.unet_tolerance, decoder_tolerance=args.decoder_tolerance)
+                       unet_tolerance=args.unet_tolerance, decoder_tolerance=args.decoder_tolerance,
+                       keep_from=args.keep_from)
     except (ShipError, ExportError) as exc:
         sys.stderr.write(f"ship: {' '.join(str(exc).split())}\n")
         return 2
