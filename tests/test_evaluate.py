@@ -102,6 +102,35 @@ def test_the_real_side_of_groups_without_a_feature_cache_is_computed_once_per_pr
     assert uncached["protocol"]["real"]["frames_read"] > 0
 
 
+def test_real_clips_are_loaded_once_per_process_and_reloaded_when_the_dataset_changes(world, tmp_path) -> None:
+    import shutil
+
+    from drivesim.metrics import real
+
+    real.LOADED_CLIPS.items.clear()
+    real.LOADED_CLIPS.bytes = 0
+    protocol = replace(load_protocol("synth-bench-v1"), clip_frames=CLIP, split=None)
+    copy = tmp_path / "synth"
+    shutil.copytree(world["synth"], copy)
+    data = {"name": "synthetic", "root": str(copy), "version": "v1.0-synth"}
+    before = real.LOADED_CLIPS.loads
+    first = [v.frames.clone() for v in real_from_data(data, protocol)[0]]
+    loads = real.LOADED_CLIPS.loads - before
+    assert loads == len(first) > 0
+    again = list(real_from_data(data, protocol)[0])  # another evaluation (a new dataset object): no loading
+    assert real.LOADED_CLIPS.loads - before == loads
+    assert all(torch.equal(a.frames, b) for a, b in zip(again, first))
+    assert real.LOADED_CLIPS.bytes == sum(int(f.numel()) for f in first)
+    image = next(p for p in sorted(copy.rglob("*.jpg")))
+    image.write_bytes(image.read_bytes())  # same bytes, a new modification time: another dataset identity
+    list(real_from_data(data, protocol)[0])
+    assert real.LOADED_CLIPS.loads - before == 2 * loads
+    small = real.LoadedClips(limit=int(first[0].numel()))  # room for one clip: the older one goes
+    for k in range(2):
+        small.get(f"k{k}", lambda k=k: again[k])
+    assert list(small.items) == ["k1"] and small.bytes == int(first[1].numel())
+
+
 def test_an_asked_metric_without_its_weights_exits_2_naming_file_and_command(world, tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("DRIVESIM_METRIC_WEIGHTS", str(tmp_path / "none"))
     assert _cli(world, "real", tmp_path / "out", "metrics=[layout]") == 2

@@ -8,6 +8,8 @@ import hashlib
 import json
 import logging
 import math
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -84,12 +86,47 @@ def _data_options(data: Any, protocol: ProtocolConfig) -> dict:
     return cfg
 
 
-def _clip_loader(dataset: Any, k: int, name: str) -> Any:
+class LoadedClips:
+    """Real clips loaded in this process, keyed by (dataset identity, split, clip index), at most `limit` bytes
+    of frames (least recently used first out). Every metric group of an evaluation, and every evaluation of a
+    demo or benchmark, reads the real side again, and a synthetic clip costs about 1 s to load (projecting its
+    3D boxes) - more than most metrics spend on it: the demo's five groups re-read its scene five times, 225 of
+    their 287 seconds (session 8). The dataset identity holds its files' sizes and times: an edit is a new key."""
+
+    def __init__(self, limit: int = 1 << 30) -> None:
+        self.limit = limit
+        self.items: OrderedDict[str, EvalVideo | None] = OrderedDict()
+        self.bytes = 0
+        self.loads = 0
+
+    def get(self, key: str, load: Callable[[], EvalVideo | None]) -> EvalVideo | None:
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        value = load()
+        self.loads += 1
+        size = _frame_bytes(value)
+        if size <= self.limit:
+            self.items[key] = value
+            self.bytes += size
+            while self.bytes > self.limit:
+                self.bytes -= _frame_bytes(self.items.popitem(last=False)[1])
+        return value
+
+
+def _frame_bytes(video: EvalVideo | None) -> int:
+    return 0 if video is None else int(video.frames.numel() * video.frames.element_size())
+
+
+LOADED_CLIPS = LoadedClips()
+
+
+def _clip_loader(dataset: Any, k: int, name: str, key: str) -> Any:
     def load() -> EvalVideo | None:
         clip = dataset[k]
         return None if clip is None else clip_to_video(clip, f"{name}-{k}")
 
-    return load
+    return functools.partial(LOADED_CLIPS.get, f"{key}/{k}", load)
 
 
 def real_from_data(data: Any, protocol: ProtocolConfig) -> tuple[VideoSeq, dict]:
@@ -99,9 +136,10 @@ def real_from_data(data: Any, protocol: ProtocolConfig) -> tuple[VideoSeq, dict]
     cfg = _data_options(data, protocol)
     dataset = build_dataset(cfg, split=protocol.split)
     picks = _pick(len(dataset), protocol)  # type: ignore[arg-type]
-    info = {"source": "data", "data": cfg, "split": protocol.split, "clips": len(picks),
-            "identity": dataset_identity(Path(str(cfg.get("root"))), cfg)}
-    return VideoSeq([_clip_loader(dataset, k, str(cfg.get("name"))) for k in picks]), info
+    identity = dataset_identity(Path(str(cfg.get("root"))), cfg)
+    info = {"source": "data", "data": cfg, "split": protocol.split, "clips": len(picks), "identity": identity}
+    key = f"{identity}/{protocol.split}"
+    return VideoSeq([_clip_loader(dataset, k, str(cfg.get("name")), key) for k in picks]), info
 
 
 def real_from_synth_benchmark(protocol: ProtocolConfig) -> tuple[VideoSeq, dict]:

@@ -190,8 +190,9 @@ def load_video(path: str | Path, size: tuple[int, int], fps: float | None = None
 class VideoSeq:
     """Videos loaded on demand, one at a time, so memory holds one video whatever their number.
 
-    `loaders[k]()` gives video k (or None for a clip the dataset skipped, left out). Iterating loads
-    each again (decoding is cheap next to feature extraction); `frames_seen` counts what was read.
+    `loaders[k]()` gives video k (or None for a clip the dataset skipped, left out). Iterating calls
+    each loader again (dataset clips are kept for the process by `drivesim.metrics.real.LoadedClips`);
+    `frames_seen` counts what was read.
     """
 
     def __init__(self, loaders: list[Callable[[], EvalVideo | None]]) -> None:
