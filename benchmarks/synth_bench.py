@@ -77,7 +77,7 @@ def _rendered(root: Path, scene: str, times: np.ndarray, fps: float, size: tuple
     from drivesim.pipelines.scene_clips import data_config, load_scene_clip
 
     data = data_config("synthetic", {"root": str(root)}, "synth_bench")
-    frames = load_scene_clip(data, scene, times, fps, size, 0, "synth_bench").clip.frames
+    frames = load_scene_clip(data, scene, times, fps, size, 0, "synth_bench", with_boxes=False).clip.frames
     if frames.shape[0] < len(times):  # past the scene's end: its last frame (as the replay holds its boxes)
         frames = torch.cat([frames, frames[-1:].expand(len(times) - frames.shape[0], -1, -1, -1)])
     return frames

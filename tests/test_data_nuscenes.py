@@ -93,6 +93,16 @@ def test_boxes_match_an_independent_projection(root: Path, size: tuple[int, int]
     assert sweeps > 0  # interpolated sweep boxes were checked, not only key frames
 
 
+def test_without_boxes_the_frames_and_ego_motion_are_the_same(root: Path) -> None:
+    kwargs = dict(version=VERSION, frames=4, fps=6.0, size=(64, 128))
+    full, bare = NuScenesClips(root, **kwargs)[0], NuScenesClips(root, with_boxes=False, **kwargs)[0]
+    assert full is not None and bare is not None
+    assert sum(len(b) for b in full.boxes_2d) > 0
+    assert (full.frames == bare.frames).all() and np.array_equal(full.ego.speed, bare.ego.speed)
+    assert all(b.shape == (0, 4) for b in bare.boxes_2d) and all(b.shape == (0, 8, 3) for b in bare.boxes_3d)
+    assert all(len(c) == len(i) == len(v) == 0 for c, i, v in zip(bare.classes, bare.instance_ids, bare.valid))
+
+
 def test_devkit_projection_clips_to_the_image() -> None:
     corners = np.array([[-2, 2, 2, -2, -2, 2, 2, -2], [-1, -1, 1, 1, -1, -1, 1, 1], [1, 1, 1, 1, 3, 3, 3, 3]], float)
     box = project_box_2d(corners, np.array(K), WIDTH, HEIGHT)

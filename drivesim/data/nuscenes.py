@@ -54,6 +54,9 @@ def project_box_2d(corners: np.ndarray, intrinsic: np.ndarray, width: int, heigh
     return post_process_coords(uv, imsize=(width, height))
 
 
+_NO_BOXES = (np.zeros((0, 4), np.float64), np.zeros((0, 8, 3), np.float32), np.zeros(0, np.int64),
+             np.zeros(0, np.int64), np.zeros(0, bool))
+
 class NuScenesClips(Dataset):
     """Clips of `frames` frames at `fps` from `camera`, resized and centre-cropped to `size` = (H, W).
 
@@ -80,6 +83,7 @@ class NuScenesClips(Dataset):
         waypoint_dt: float = 0.5,
         seed: int = 0,
         val_fraction: float = 0.2,
+        with_boxes: bool = True,
     ) -> None:
         if frames < 1 or fps <= 0:
             raise ValueError(f"frames must be >= 1 and fps > 0, got frames={frames}, fps={fps}")
@@ -88,6 +92,9 @@ class NuScenesClips(Dataset):
         self.size = (int(size[0]), int(size[1]))
         self.on_error = check_on_error(on_error)
         self.min_visibility, self.horizon, self.waypoint_dt = min_visibility, horizon, waypoint_dt
+        # False: frames, ego motion and camera only, no boxes - projecting every box to 2D costs about 60 ms a
+        # frame, more than reading it (a side-by-side video needs the pictures only).
+        self.with_boxes = with_boxes
         self.nusc = open_nuscenes(self.root, version)
         for problem in table_problems(self.nusc):  # under skip, the clips that meet the record fail alone
             if self.on_error == "raise":
@@ -156,7 +163,7 @@ class NuScenesClips(Dataset):
             raise DataError(path, f"image is {image.shape[1]}x{image.shape[0]}, sample_data says {sd['width']}x{sd['height']}")
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
-    def _boxes(self, sd: dict, tf: ResizeCrop) -> tuple[np.ndarray, ...]:
+    def _boxes(self, sd: dict, tf: ResizeCrop) -> tuple[np.ndarray, ...]:  # 2D, 3D corners, class, instance, valid
         _, boxes, intrinsic = self.nusc.get_sample_data(sd["token"], box_vis_level=BoxVisibility.ANY)
         sample = self.nusc.get("sample", sd["sample_token"])
         interpolated: set[str] = set()
@@ -197,7 +204,7 @@ class NuScenesClips(Dataset):
             if (sd["height"], sd["width"]) != (tf.src_h, tf.src_w):
                 raise DataError(self.nusc.get_sample_data_path(sd["token"]), "frame size changes within the scene")
             images.append(tf.image(self._image(sd)))
-            fields.append(self._boxes(sd, tf))
+            fields.append(self._boxes(sd, tf) if self.with_boxes else _NO_BOXES)
         cs = self.nusc.get("calibrated_sensor", first["calibrated_sensor_token"])
         intrinsic = np.asarray(cs["camera_intrinsic"], np.float64)
         extrinsic = transform_matrix(cs["translation"], Quaternion(cs["rotation"]))

@@ -24,7 +24,7 @@ def rendered_frames(synth: Path, scene: str, start: float, fps: float, count: in
     for first in range(0, count, CHUNK):
         n = min(CHUNK, count - first)
         targets = start + (first + np.arange(n)) / fps
-        clip = load_scene_clip(data, scene, targets, fps, size, 0, "demo").clip
+        clip = load_scene_clip(data, scene, targets, fps, size, 0, "demo", with_boxes=False).clip
         frames = clip.frames.permute(0, 2, 3, 1).numpy()
         for k in range(n):
             last = frames[k] if k < len(frames) else last

@@ -57,14 +57,15 @@ def clip_times(time: float, context: int, seconds: float, fps: float, out_fps: f
 
 
 def load_scene_clip(data: DictConfig, scene: str, targets: np.ndarray, fps: float, size: tuple[int, int],
-                    context: int, where: str) -> SceneClip:
-    """The clip of `scene` at `targets` (cut at the scene's end); errors name `where`'s fields."""
+                    context: int, where: str, with_boxes: bool = True) -> SceneClip:
+    """The clip of `scene` at `targets` (cut at the scene's end); errors name `where`'s fields.
+    `with_boxes=False`: no boxes (a nuScenes-format scene then loads several times faster)."""
     if not scene:
         raise ScenarioError(f"{where}.scene: give a scene name or token (or a video path)")
     try:
         if data.name == "videos":
             return _video_clip(data, scene, targets, fps, size, context, where)
-        return _nuscenes_clip(data, scene, targets, fps, size, context, where)
+        return _nuscenes_clip(data, scene, targets, fps, size, context, where, with_boxes)
     except ScenarioError:
         raise
     except (OSError, ValueError, KeyError) as exc:  # the loaders' DataError is a ValueError naming the file
@@ -83,11 +84,12 @@ def _check_span(targets: np.ndarray, last: float, tolerance: float, context: int
 
 
 def _nuscenes_clip(data: DictConfig, scene: str, targets: np.ndarray, fps: float, size: tuple[int, int],
-                   context: int, where: str) -> SceneClip:
+                   context: int, where: str, with_boxes: bool = True) -> SceneClip:
     from drivesim.data import NuScenesClips
 
     ds = NuScenesClips(data.root, version=str(data.version), camera=str(data.camera), frames=1, fps=fps,
-                       size=size, split=None, stride=1e9, max_gap=data.max_gap, min_visibility=int(data.min_visibility))
+                       size=size, split=None, stride=1e9, max_gap=data.max_gap, min_visibility=int(data.min_visibility),
+                       with_boxes=with_boxes)
     matches = [k for k, s in enumerate(ds.streams) if scene in (s.scene_name, s.scene_token)]
     if not matches:
         names = ", ".join(s.scene_name for s in ds.streams[:8])
