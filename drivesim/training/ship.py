@@ -267,10 +267,7 @@ def _build(exports: dict[str, Export], tmp: Path, fp16: bool, max_mb: float, une
         record.sha256 = folder_digest(copy)
         record.bytes = _folder_bytes(copy)
         records[name] = record
-    total = _folder_bytes(tmp)
-    if total > max_mb * 1e6:
-        raise ShipError(f"the cascade would take {total / 1e6:.1f} MB, more than the {max_mb:g} MB allowed "
-                        "(try --fp16, or a smaller model)")
+    total = _cascade_bytes(tmp, max_mb)
     summary = {"format": FORMAT, "version": 1, "total_bytes": total, "max_mb": max_mb, "fp16": fp16,
                "tolerances": {"unet_eps": unet_tol, "decoder_pixels": decoder_tol} if fp16 else None,
                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -301,12 +298,20 @@ def _keep_stages(summary: dict[str, Any], tmp: Path, old: Path, max_mb: float) -
             raise ShipError(f"--keep-from {old / name}: its files differ from {old / 'summary.json'}")
         stages[name] = {**record, "kept_from": str(old)}
         log.info("%s: kept as shipped in %s", name, old)
-    total = _folder_bytes(tmp) - (tmp / "summary.json").stat().st_size
-    if total > max_mb * 1e6:
-        raise ShipError(f"the cascade would take {total / 1e6:.1f} MB, more than the {max_mb:g} MB allowed")
+    total = _cascade_bytes(tmp, max_mb)
     summary = {**summary, "stages": stages, "total_bytes": total}
     atomic_write_text(tmp / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _cascade_bytes(folder: Path, max_mb: float) -> int:
+    """The stages' bytes (summary.json not counted), refused above `max_mb`."""
+    summary = folder / "summary.json"
+    total = _folder_bytes(folder) - (summary.stat().st_size if summary.is_file() else 0)
+    if total > max_mb * 1e6:
+        raise ShipError(f"the cascade would take {total / 1e6:.1f} MB, more than the {max_mb:g} MB allowed "
+                        "(try --fp16, or a smaller model)")
+    return total
 
 
 def _is_cascade(folder: Path) -> bool:
