@@ -154,9 +154,14 @@ class Export:
             raise ExportError(f"{self.path}: {exc}") from exc
         return vae
 
+    @property
+    def has_text(self) -> bool:
+        """Whether this model takes text (its export holds a text encoder's projection)."""
+        return (self.path / TEXT_FILE).is_file()
+
     def text_encoder(self) -> Any:
         """The text encoder with its trained projection, or None when the model takes no text."""
-        if not (self.path / TEXT_FILE).is_file():
+        if not self.has_text:
             return None
         from drivesim.training.model_io import load_text_encoder
 

@@ -227,3 +227,32 @@ def test_frame_metrics_take_every_kth_counted_frame_on_both_sides() -> None:
     assert load_protocol("synth-bench-v1").fid_frame_stride == 6  # the issue's "FID on every 6th frame"
     with pytest.raises(ValueError, match="fid_frame_stride"):
         list(frame_units([video], replace(protocol, fid_frame_stride=0)))
+
+
+def test_real_sides_persist_on_disk_keyed_by_content_when_asked(world, tmp_path: Path, monkeypatch) -> None:
+    """A folder copied elsewhere (the demo re-renders its scene into out/ every run) keeps a content identity,
+    so its real sides come from the disk cache in a new process; an edited file is a new identity."""
+    import shutil
+
+    from drivesim.metrics import real, suite
+
+    copy = tmp_path / "copy"
+    shutil.copytree(world["synth"], copy)
+    proto = replace(load_protocol("synth-bench-v1"), clip_frames=CLIP, split=None)
+
+    def run(root: Path, **extra) -> dict:
+        suite._REAL_MEMO.clear()
+        real.LOADED_CLIPS.items.clear()
+        return evaluate_folder(world["copy_last_frame"], data={"name": "synthetic", "root": str(root)},
+                               protocol=proto, metrics=["temporal", "layout"], **extra)
+
+    first = run(world["synth"], data_by_content=True)
+    assert first["protocol"]["real"]["frames_read"] > 0
+    again = run(copy, data_by_content=True)  # another path, same bytes: nothing real is read
+    assert again["protocol"]["real"]["frames_read"] == 0
+    for name in ("temporal_warp", "layout_recall"):
+        assert again["metrics"][name] == first["metrics"][name]
+    assert run(copy)["protocol"]["real"]["frames_read"] > 0  # by path and time: a new identity
+    jpeg = next((copy / "samples").rglob("*.jpg"))
+    jpeg.write_bytes(jpeg.read_bytes() + b"\0")
+    assert run(copy, data_by_content=True)["protocol"]["real"]["frames_read"] > 0

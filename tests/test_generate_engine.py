@@ -152,3 +152,106 @@ def test_bfloat16_model_runs_with_float32_sampling(models: dict[str, object], tm
     result = rollout_to_folder(engine, _timeline(), SceneInputs(labels=[1, 0, 0]), tmp_path, 0, 1.0, {},
                                show_progress=False)
     assert result.frames == 3 and (tmp_path / "video.mp4").stat().st_size > 0
+
+
+def test_batched_windows_carry_each_windows_own_conditions() -> None:
+    from drivesim.pipelines.conditions import Supports, batch_condition, frame_condition
+
+    timeline = _timeline()
+    supports = Supports(boxes=True, labels=True, ego=True)
+    scene = SceneInputs(labels=(1, 0, 2))
+    windows = [timeline.frames([0.0, 0.5, 1.0]), timeline.frames([2.0, 5.0, 9.0])]  # the lead leaves the view
+    batch = batch_condition(windows, supports, scene)
+    assert batch.boxes is not None and batch.boxes.shape[:2] == (2, 3) and batch.labels.shape == (2, 3)
+    for b, window in enumerate(windows):
+        alone = frame_condition(window, supports, scene)
+        n = alone.boxes.shape[2]
+        assert torch.equal(batch.boxes[b, :, :n], alone.boxes[0]) and torch.equal(batch.box_mask[b, :, :n], alone.box_mask[0])
+        assert not batch.box_mask[b, :, n:].any()
+        assert torch.equal(batch.ego_speed[b], alone.ego_speed[0]) and torch.equal(batch.labels[b], alone.labels[0])
+    with pytest.raises(ValueError, match="one length"):
+        batch_condition([windows[0], windows[1][:2]], supports, scene)
+
+
+def test_one_batched_interpolation_call_keeps_every_key_in_place(models: dict[str, object]) -> None:
+    """Three gaps with a 9-frame model (two gaps a window): two windows in one batch, the second padded past the
+    end with the last key again; every key lands on its output frame, every new frame is filled."""
+    engine = _engine(models, interpolation=True)
+    plan = engine.plan(13)
+    keys = torch.randn(1, 4, 4, 8, 16)
+    calls: list[int] = []
+    unet = engine.interpolation.unet  # type: ignore[union-attr]
+    hook = unet.register_forward_pre_hook(lambda _m, args: calls.append(args[0].shape[0]))
+    try:
+        out = engine._interpolate(keys, 0, 0, plan, _timeline(), SceneInputs(), torch.Generator().manual_seed(0))
+    finally:
+        hook.remove()
+    assert out.shape == (1, 13, 4, 8, 16) and calls == [2 * 3] * 2  # 2 steps of 2 windows x 3 guidance branches
+    for k in range(4):
+        assert torch.equal(out[:, 4 * k], keys[:, k])
+    assert torch.isfinite(out).all()
+
+
+def test_the_text_encoder_loads_only_when_a_drive_has_text() -> None:
+    """MiniLM costs ~14 s to load on CPU: a cascade loads it on first use, once, and says without loading
+    whether its model takes text."""
+    from types import SimpleNamespace
+
+    from drivesim.pipelines.loading import LoadedCascade
+
+    loads: list[int] = []
+
+    class Export:
+        has_text = True
+
+        def text_encoder(self) -> torch.nn.Module:
+            loads.append(1)
+            return torch.nn.Linear(2, 2)
+
+    cascade = LoadedCascade(SimpleNamespace(device="cpu"), Export(), (64, 128), {})  # type: ignore[arg-type]
+    assert cascade.has_text and not loads
+    encoder = cascade.text_encoder
+    assert isinstance(encoder, torch.nn.Linear) and not encoder.training and cascade.text_encoder is encoder
+    assert loads == [1]
+
+
+def test_an_anchored_prediction_model_adds_its_anchor_back_and_refuses_context_guidance(
+        models: dict[str, object], tmp_path: Path) -> None:
+    """`stage.anchor_to_given` models denoise the difference to the last given key: the engine adds it back
+    (a model that predicts the exact noise returns its last given key for every new key), and refuses
+    context guidance, whose branch without context is not comparable."""
+    from drivesim.pipelines.engine import SamplerSettingsError
+
+    engine = _engine(models)
+    engine.prediction.anchor_to_given = True
+    with pytest.raises(SamplerSettingsError, match="anchor_to_given"):
+        engine.validate()
+    engine.sampler = SamplerSettings(steps=3, guidance={"boxes": 2.0})
+    engine.validate()
+    result = rollout_to_folder(engine, _timeline(), SceneInputs(), tmp_path, 0, 1.0, {}, show_progress=False)
+    assert result.frames == 3
+
+    class ZeroResidual(torch.nn.Module):  # x_t = sqrt(a) r + sqrt(1 - a) eps with r = 0: eps is x_t / sqrt(1 - a)
+        def __init__(self, unet: torch.nn.Module) -> None:
+            super().__init__()
+            self.unet = unet
+            self.condition_encoders = unet.condition_encoders
+            self.in_channels = unet.in_channels
+            self.dtype = torch.float32
+            from diffusers import DDPMScheduler
+
+            self.alphas = DDPMScheduler.from_config(SCHEDULE).alphas_cumprod
+
+        def forward(self, x: torch.Tensor, t: torch.Tensor, cond: object) -> torch.Tensor:
+            a = self.alphas[t.reshape(-1)[0].long()]
+            return x / (1 - a).sqrt()
+
+    engine.prediction.unet = ZeroResidual(models["prediction"])  # type: ignore[assignment]
+    engine.sampler = SamplerSettings(steps=4)
+    plan = engine.plan(9, given=2)
+    chunk = next(c for c in plan.chunks() if c.kind != "image")
+    keys = {j: torch.randn(1, 4, 8, 16) for j in chunk.context_keys}
+    new = engine._predict(chunk, plan, _timeline(), SceneInputs(), keys, torch.Generator().manual_seed(0))
+    last = keys[chunk.context_keys[-1]]
+    for j in chunk.new_keys:
+        torch.testing.assert_close(new[j], last, atol=1e-4, rtol=0)

@@ -169,6 +169,25 @@ def test_an_out_of_range_timestep_power_is_one_line(tmp_path: Path, capsys: pyte
     assert not out.exists()
 
 
+def test_the_anchor_is_each_frames_last_given_frame() -> None:
+    from drivesim.models.conditioning.context import given_anchor
+
+    latents = torch.arange(5.0).reshape(1, 5, 1, 1, 1).expand(2, 5, 2, 2, 2).clone()
+    mask = torch.tensor([[1.0, 1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 1.0, 0.0]])
+    anchor = given_anchor(latents, mask)[:, :, 0, 0, 0]
+    assert anchor.tolist() == [[0.0, 1.0, 1.0, 1.0, 1.0], [0.0, 1.0, 1.0, 3.0, 3.0]]  # none before: zeros
+    assert given_anchor(latents, torch.zeros(2, 5)).abs().sum() == 0
+
+
+def test_an_anchor_outside_the_prediction_stage_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "a"
+    assert main(["train", "stage=autoencoder", "model=micro", "data=synthetic", f"data.root={tmp_path}",
+                 f"out={out}", "stage.anchor_to_given=true"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "stage.anchor_to_given" in err, err
+    assert not out.exists()
+
+
 def test_global_order_shards_and_resumes() -> None:
     whole = list(GlobalOrderSampler(10, 3, batch_size=4, end_batch=5))
     ranks = [list(GlobalOrderSampler(10, 3, batch_size=2, world_size=2, rank=r, end_batch=5)) for r in (0, 1)]
@@ -191,7 +210,7 @@ def test_latent_cache_is_reused_and_invalidated(world: Path, tmp_path: Path) -> 
     assert len(list((cache / "latents").iterdir())) == 4  # another clip definition, another cache
 
 
-@pytest.mark.parametrize("stage", ["autoencoder", "image", "temporal", "interpolation"])
+@pytest.mark.parametrize("stage", ["autoencoder", "image", "temporal", "interpolation", "temporal-anchored"])
 def test_loss_falls_when_overfitting_one_batch(world: Path, stage: str) -> None:
     """Fixed draws on one batch, 40 AdamW steps: the stage's objective must fall clearly."""
     from drivesim.training.build import build_module, build_train_data
@@ -202,6 +221,9 @@ def test_loss_falls_when_overfitting_one_batch(world: Path, stage: str) -> None:
     if stage != "autoencoder" and not (ae_dir / "export").exists():
         assert main(train_args("autoencoder", world, ae_dir, world.parent / "cache", 2)) == 0
     extra = [] if stage == "autoencoder" else [f"model.vae={ae_dir / 'export'}"]
+    if stage == "temporal-anchored":
+        stage = "temporal"
+        extra.append("stage.anchor_to_given=true")
     if stage == "interpolation":
         extra.append("data.fps=12")
     cfg = compose_command("train", [a for a in train_args(stage, world, world.parent / f"o_{stage}",

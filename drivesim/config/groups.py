@@ -33,6 +33,11 @@ class StageConfig:
     # noise more often: there the given frames decide what the clip shows, while below t ~ 700 the noisy
     # frame alone says more than a copy of the last given frame (session 8, bench_context_use).
     timestep_power: float = 1.0
+    # Temporal stage: denoise each frame's difference to its nearest given frame before it (the anchor),
+    # not the frame itself: a model that has not yet learnt to read its context continues the last given
+    # frame instead of starting a new scene (session 9). Generation adds the anchor back; context guidance
+    # cannot combine branches with different anchors, so it is refused for such a model.
+    anchor_to_given: bool = False
     # min-SNR-gamma loss weighting (Hang et al. 2023); null: uniform.
     min_snr_gamma: float | None = None
     # The space the MSE is measured in (epsilon / v_prediction); null: the model's own prediction type.

@@ -25,19 +25,13 @@ def scene_config(root: Path, seed: int, seconds: float, protocol: ProtocolConfig
 
 def render_scene(root: Path, seed: int, seconds: float, protocol: ProtocolConfig) -> tuple[Path, str]:
     """Render (or keep, when it is the same render) the scene; returns the dataset root and the scene name."""
-    from dataclasses import asdict
-
-    from drivesim.synth.render import render_dataset
+    from drivesim.synth.render import render_unless_current
 
     if seed >= TRAINING_SEEDS_FROM and seed not in protocol.held_out_seeds:
         log.warning("scene_seed=%d is in the training seeds' range (>= %d): the scene may not be held out",
                     seed, TRAINING_SEEDS_FROM)
     cfg = scene_config(root, seed, seconds, protocol)
-    stamp = root / "synth" / "demo_scene.json"
-    wanted = json.dumps(asdict(cfg), sort_keys=True)
-    if not (stamp.is_file() and stamp.read_text() == wanted):
-        log.info("rendering the held-out scene (seed %d, %g s) into %s", seed, cfg.seconds, root)
-        render_dataset(cfg)
-        stamp.write_text(wanted)
+    if render_unless_current(cfg):
+        log.info("rendered the held-out scene (seed %d, %g s) into %s", seed, cfg.seconds, root)
     scenes = json.loads((root / VERSION / "scene.json").read_text())
     return root, str(scenes[0]["name"])

@@ -29,9 +29,11 @@ def demo_protocol(protocol: ProtocolConfig, fps: float) -> ProtocolConfig:
 
 
 def measure(generated: Path, protocol: ProtocolConfig, fps: float, groups: list[str], data: dict | None = None,
-            cache: bool = False) -> dict[str, Any]:
+            cache: bool = True) -> dict[str, Any]:
     """{"protocol", "metrics", "unavailable", "not_run"} of the videos under `generated` against `data` (a
-    dataset config; None: the protocol's own real side)."""
+    dataset config; None: the protocol's own real side). With `cache`, the real side's results are read
+    from and written to the metric caches, keyed by the real data's content (`drivesim.metrics.real_cache`:
+    the demo's scene is rendered again every run, byte for byte the same)."""
     from drivesim.data.errors import DataError
     from drivesim.metrics.evaluate import evaluate_folder
     from drivesim.metrics.suite import Unavailable
@@ -41,7 +43,8 @@ def measure(generated: Path, protocol: ProtocolConfig, fps: float, groups: list[
                               "not_run": {k: v for k, v in NOT_RUN.items() if k not in groups}}
     for group in groups:
         try:
-            part = evaluate_folder(generated, data=data, protocol=proto, metrics=[group], cache=cache)
+            part = evaluate_folder(generated, data=data, protocol=proto, metrics=[group], cache=cache,
+                                   data_by_content=True)
         except (Unavailable, DataError) as exc:  # DataError: e.g. the scene is shorter than one clip
             report["unavailable"][group] = " ".join(str(exc).split())
             log.warning("%s: unavailable: %s", group, report["unavailable"][group])

@@ -60,13 +60,14 @@ def load_generated(root: str | Path, protocol: ProtocolConfig) -> tuple[VideoSeq
     return seq, info
 
 
-def load_real(protocol: ProtocolConfig, real: str | Path | None, data: Any) -> tuple[VideoSeq, dict]:
+def load_real(protocol: ProtocolConfig, real: str | Path | None, data: Any,
+              by_content: bool = False) -> tuple[VideoSeq, dict]:
     if real is not None and data is not None:
         raise ValueError("give either real=<folder> or data=<dataset config>, not both")
     if real is not None:
         return real_from_folder(real, protocol)
     if data is not None:
-        return real_from_data(data, protocol)
+        return real_from_data(data, protocol, by_content=by_content)
     if protocol.dataset == "synthetic":
         return real_from_synth_benchmark(protocol)
     raise ValueError(f"protocol {protocol.name} measures against {protocol.dataset}: give data=<config> or real=<folder>")
@@ -75,11 +76,14 @@ def load_real(protocol: ProtocolConfig, real: str | Path | None, data: Any) -> t
 def evaluate_folder(generated: str | Path, *, real: str | Path | None = None, data: Any = None,
                     protocol: str | ProtocolConfig | DictConfig | dict = "synth-bench-v1", metrics: list[str] | None = None,
                     out: str | Path | None = None, inception: str | None = None, i3d: str | None = None,
-                    layout_detector: str | None = None, batch_size: int = 16, cache: bool = True) -> dict:
-    """Evaluate the videos under `generated`; write DIR/metrics.json, summary.md and plots when `out` is set."""
+                    layout_detector: str | None = None, batch_size: int = 16, cache: bool = True,
+                    data_by_content: bool = False) -> dict:
+    """Evaluate the videos under `generated`; write DIR/metrics.json, summary.md and plots when `out` is set.
+    `data_by_content`: the real side's cache key is the dataset's file content (a folder re-rendered or moved
+    still hits the cache; hashing reads every file, so meant for small data such as the demo's scene)."""
     proto = as_protocol(protocol)
     gen_videos, gen_info = load_generated(generated, proto)
-    real_videos, real_info = load_real(proto, real, data)
+    real_videos, real_info = load_real(proto, real, data, by_content=data_by_content)
     opts = SuiteOptions(proto, metrics, inception, i3d, layout_detector, batch_size,
                         real_identity=real_info.get("identity") if cache else None)
     result = run_suite(gen_videos, real_videos, opts)

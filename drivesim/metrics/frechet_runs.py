@@ -17,6 +17,7 @@ from drivesim.metrics.drift import windows
 from drivesim.metrics.extractors import cache_dir
 from drivesim.metrics.frechet import GaussianStats
 from drivesim.metrics.frechet_metric import FrechetMetric
+from drivesim.metrics.real_cache import find_cached
 from drivesim.progress import progress
 
 log = logging.getLogger(__name__)
@@ -64,10 +65,11 @@ def run_frechet(name: str, metric: FrechetMetric, generated: Iterable[Unit], rea
     generated features, float32, for the drift windows); `totals` are their lengths, for progress bars.
     """
     path = cache_path(name, cache_key) if cache_key is not None else None
-    cached = path is not None and path.is_file()
-    if cached:
-        metric.load_real(path)  # type: ignore[arg-type]
-        log.info("%s: real-side features from the cache %s", name, path)
+    found = find_cached(path.relative_to(cache_dir()).as_posix()) if path is not None else None
+    cached = found is not None
+    if found is not None:
+        metric.load_real(found)
+        log.info("%s: real-side features from the cache %s", name, found)
     else:
         _extract(metric, real(), totals[1], f"{name}: real features", real=True, keep=False)
     fake, times = _extract(metric, generated, totals[0], f"{name}: generated features", real=False, keep=True)
@@ -76,7 +78,7 @@ def run_frechet(name: str, metric: FrechetMetric, generated: Iterable[Unit], rea
             raise NotEnoughSamples(f"{name}: {metric.count(real=side)} {'real' if side else 'generated'} sample(s); "
                                    "a Frechet distance needs at least 2 per side")
     if path is not None and not cached:
-        metric.save_real(path, {"metric": name})
+        metric.save_real(path, {"metric": name, "key": json.dumps(cache_key, sort_keys=True, default=str)})
     value = float(metric.compute())
     real_stats = metric.stats(real=True)
     rows = []

@@ -10,14 +10,12 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from omegaconf import OmegaConf
 
-from drivesim.atomic import atomic_write_text
 from drivesim.config.protocol import ProtocolConfig
 from drivesim.data.clip import Clip
 from drivesim.metrics.extractors import cache_dir
@@ -41,7 +39,7 @@ def clip_to_video(clip: Clip, name: str) -> EvalVideo:
 def synth_benchmark_roots(protocol: ProtocolConfig) -> list[Path]:
     """One rendered folder per held-out seed, under $DRIVESIM_CACHE/benchmarks/<protocol>/seed-<s>."""
     from drivesim.config.synth import CameraConfig, SynthConfig
-    from drivesim.synth.render import render_dataset
+    from drivesim.synth.render import render_unless_current
 
     if not protocol.held_out_seeds:
         raise ValueError(f"protocol {protocol.name} lists no held_out_seeds: give data=... or real=...")
@@ -51,13 +49,9 @@ def synth_benchmark_roots(protocol: ProtocolConfig) -> list[Path]:
         root = cache_dir() / "benchmarks" / protocol.name / f"seed-{seed}"
         cfg = SynthConfig(out=str(root), scenes=r.scenes, seconds=r.seconds, seed=seed,
                           camera=CameraConfig(width=r.width, height=r.height))
-        stamp = root / "synth" / "render.json"  # a render of other settings under the same name is redone
-        wanted = json.dumps(asdict(cfg), sort_keys=True)
-        if not (stamp.is_file() and stamp.read_text() == wanted):
-            log.info("rendering the %s held-out seed %d (%d scenes x %g s) into %s", protocol.name, seed,
+        if render_unless_current(cfg):  # a render of other settings under the same name is redone
+            log.info("rendered the %s held-out seed %d (%d scenes x %g s) into %s", protocol.name, seed,
                      r.scenes, r.seconds, root)
-            render_dataset(cfg)
-            atomic_write_text(stamp, wanted)
         roots.append(root)
     return roots
 
@@ -129,14 +123,15 @@ def _clip_loader(dataset: Any, k: int, name: str, key: str) -> Any:
     return functools.partial(LOADED_CLIPS.get, f"{key}/{k}", load)
 
 
-def real_from_data(data: Any, protocol: ProtocolConfig) -> tuple[VideoSeq, dict]:
-    """Clips of a dataset config, read on demand (the dataset's own on_error policy applies)."""
+def real_from_data(data: Any, protocol: ProtocolConfig, by_content: bool = False) -> tuple[VideoSeq, dict]:
+    """Clips of a dataset config, read on demand (the dataset's own on_error policy applies). `by_content`:
+    the data's identity (cache key) is its files' content, not their paths and times (`dataset_identity`)."""
     from drivesim.data import build_dataset
 
     cfg = _data_options(data, protocol)
     dataset = build_dataset(cfg, split=protocol.split)
     picks = _pick(len(dataset), protocol)  # type: ignore[arg-type]
-    identity = dataset_identity(Path(str(cfg.get("root"))), cfg)
+    identity = dataset_identity(Path(str(cfg.get("root"))), cfg, by_content=by_content)
     info = {"source": "data", "data": cfg, "split": protocol.split, "clips": len(picks), "identity": identity}
     key = f"{identity}/{protocol.split}"
     return VideoSeq([_clip_loader(dataset, k, str(cfg.get("name")), key) for k in picks]), info
@@ -169,18 +164,26 @@ def real_from_folder(root: str | Path, protocol: ProtocolConfig) -> tuple[VideoS
     return seq, {"source": "folder", "root": str(root), "videos": len(picks), "identity": dataset_identity(Path(root), {})}
 
 
-def dataset_identity(root: Path, cfg: dict) -> str:
-    """sha256 of the dataset's config and its files' relative paths, sizes and modification times."""
-    entries = []
-    if root.is_dir():
-        for p in sorted(root.rglob("*")):
-            if p.is_file() and not p.name.startswith("."):
-                st = p.stat()
-                entries.append((p.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
-    elif root.is_file():
-        st = root.stat()
-        entries.append((root.name, st.st_size, st.st_mtime_ns))
-    blob = json.dumps({"root": str(root.resolve()), "cfg": cfg, "files": entries}, sort_keys=True, default=str)
+def dataset_identity(root: Path, cfg: dict, by_content: bool = False) -> str:
+    """sha256 of the dataset's config and its files' relative paths, sizes and modification times; with
+    `by_content`, of its files' relative paths and bytes and its config without `root`: a folder rendered
+    again (the demo's scene, every run) or moved keeps its identity. Hidden files are not part of it."""
+    entries: list[tuple[Any, ...]] = []
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root] if root.is_file() else []
+    for p in files:
+        rel = p.relative_to(root).as_posix() if root.is_dir() else p.name
+        if any(part.startswith(".") for part in Path(rel).parts):
+            continue
+        if by_content:
+            entries.append((rel, hashlib.sha256(p.read_bytes()).hexdigest()))
+        else:
+            st = p.stat()
+            entries.append((rel, st.st_size, st.st_mtime_ns))
+    if by_content:
+        blob = json.dumps({"cfg": {k: v for k, v in cfg.items() if k != "root"}, "content": entries}, sort_keys=True,
+                          default=str)
+    else:
+        blob = json.dumps({"root": str(root.resolve()), "cfg": cfg, "files": entries}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

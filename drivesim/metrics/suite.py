@@ -115,6 +115,9 @@ _REAL_MEMO_SIZE = 16
 
 
 def _real_side(name: str, opts: SuiteOptions, extractor: dict, compute: Callable[[], Any]) -> Any:
+    """The real side from this process's memo, else the disk caches (`real_cache`), else computed (and stored)."""
+    from drivesim.metrics import real_cache
+
     key = _cache_key(name, opts, extractor)
     if key is None:
         return compute()
@@ -122,7 +125,10 @@ def _real_side(name: str, opts: SuiteOptions, extractor: dict, compute: Callable
     if blob in _REAL_MEMO:
         log.info("%s: real side reused (computed earlier in this process)", name)
         return _REAL_MEMO[blob]
-    value = compute()
+    value = real_cache.load(name, key)
+    if value is None:
+        value = compute()
+        real_cache.store(name, key, value)
     if len(_REAL_MEMO) >= _REAL_MEMO_SIZE:
         _REAL_MEMO.pop(next(iter(_REAL_MEMO)))
     _REAL_MEMO[blob] = value

@@ -107,7 +107,11 @@ class VideoVAE(nn.Module):
         z = latents.to(self.vae.dtype) / self.scaling_factor + self.shift_factor
         num_frames = z.shape[1]
         if self.temporal_decoder is None:
-            parts = [self.vae.decode(p).sample for p in fold_frames(z).split(decode_chunk_size)]
+            # oneDNN convolutions run faster on channels-last input on CPU (the weights are left as they are:
+            # safetensors saves contiguous tensors only)
+            fmt = torch.channels_last if z.device.type == "cpu" else torch.contiguous_format
+            parts = [self.vae.decode(p.contiguous(memory_format=fmt)).sample.contiguous()
+                     for p in fold_frames(z).split(decode_chunk_size)]
             return unfold_frames(torch.cat(parts), num_frames)
         chunks = []
         for part in z.split(decode_chunk_size, dim=1):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -84,9 +84,33 @@ def frame_condition(frames: Sequence[FrameCondition], supports: Supports, scene:
     return cond
 
 
+PER_FRAME = ("boxes", "box_classes", "box_instance_ids", "box_mask", "ego_speed", "ego_yaw_rate", "ego_waypoints")
+
+
+def batch_condition(windows: Sequence[Sequence[FrameCondition]], supports: Supports, scene: SceneInputs,
+                    device: torch.device | str = "cpu") -> VideoCondition:
+    """One condition batching `windows` (B windows of T frames each) for one UNet call: boxes padded to
+    the batch's most crowded frame, labels and text repeated."""
+    t = len(windows[0])
+    if any(len(w) != t for w in windows):
+        raise ValueError(f"batched windows must have one length, got {[len(w) for w in windows]}")
+    b = len(windows)
+    cond = frame_condition([f for w in windows for f in w], supports, scene, device)
+    changes: dict[str, Tensor] = {}
+    for name in PER_FRAME:
+        value = getattr(cond, name)
+        if value is not None:
+            changes[name] = value.reshape(b, t, *value.shape[2:])
+    for name in ("labels", "text"):
+        value = getattr(cond, name)
+        if value is not None:
+            changes[name] = value.expand(b, *value.shape[1:])
+    return replace(cond, **changes)  # type: ignore[arg-type]
+
+
 def with_context(cond: VideoCondition, latents: Tensor, mask: Tensor, supports: Supports,
                  noise_level: float, generator: torch.Generator | None = None) -> VideoCondition:
-    """Attach clean context latents (1, T, C, H, W) + mask (1, T), noise-augmented at `noise_level` as
+    """Attach clean context latents (B, T, C, H, W) + mask (B, T), noise-augmented at `noise_level` as
     training did (`augment_context`: the encoder sees noised latents together with their level; the
     noise comes from `generator`, on the CPU), and the level itself."""
     if not supports.context:

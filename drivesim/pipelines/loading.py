@@ -8,7 +8,7 @@ used). `interpolation=` adds an interpolation export.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,22 @@ class LoadedCascade:
     engine: Engine
     prediction: Export
     size: tuple[int, int]  # output frame (H, W) pixels
-    text_encoder: Any | None
     stages: dict[str, str]  # stage -> export path (for run.json)
     upsampler: Any | None = None  # drivesim.pipelines.upsample.Upsampler (video_hr.mp4)
+    _text: list[Any] = field(default_factory=list)  # [encoder or None] once loaded
+
+    @property
+    def has_text(self) -> bool:
+        """Whether the prediction model takes text (known without loading the encoder)."""
+        return self.prediction.has_text
+
+    @property
+    def text_encoder(self) -> Any | None:
+        """The text encoder, loaded on first use (MiniLM costs ~14 s on CPU; most drives have no text)."""
+        if not self._text:
+            text = self.prediction.text_encoder()
+            self._text.append(None if text is None else text.to(self.engine.device).eval())
+        return self._text[0]
 
 
 def _stage_exports(checkpoint: str, interpolation: str | None, **extra: str | None) -> dict[str, Export]:
@@ -59,6 +72,15 @@ def context_noise_mean(export: Export) -> float:
     except (OSError, ValueError):
         return 0.0
     return float(stage.get("context_noise_max", 0.0) or 0.0) / 2.0
+
+
+def anchor_to_given(export: Export) -> bool:
+    """Whether the export denoises the difference to the last given frame (`stage.anchor_to_given`)."""
+    try:
+        stage = export.config().get("stage") or {}
+    except (OSError, ValueError):
+        return False
+    return bool(stage.get("anchor_to_given", False))
 
 
 def _stage_ids(export: Export) -> tuple[int, ...]:
@@ -115,7 +137,7 @@ def load_cascade(checkpoint: str | None, interpolation: str | None, sampler: Any
         if export.stage == "image":  # one frame at a time, no context
             return StageModel(unet, 1, 0.0)
         noise = context_noise_mean(export) if level is None else float(level)
-        return StageModel(unet, int(export.frames), noise, _stage_ids(export))
+        return StageModel(unet, int(export.frames), noise, _stage_ids(export), anchor_to_given=anchor_to_given(export))
 
     vae = exports.get("decoder", prediction).load_vae().to(device=device, dtype=dtype).eval()
     size = (int(prediction.size[0]), int(prediction.size[1]))
@@ -133,12 +155,9 @@ def load_cascade(checkpoint: str | None, interpolation: str | None, sampler: Any
     if engine.image is None:
         log.warning("no image export found beside %s: the prediction model (image-only) makes the first frame",
                     prediction.path)
-    text = prediction.text_encoder()
-    if text is not None:
-        text = text.to(device).eval()
     up = None
     if "upsampler" in exports:
         from drivesim.pipelines.cascade_stages import load_upsampler
 
         up = load_upsampler(exports["upsampler"], vae, settings, device, dtype, decode_chunk)
-    return LoadedCascade(engine, prediction, size, text, {k: str(v.path) for k, v in exports.items()}, up)
+    return LoadedCascade(engine, prediction, size, {k: str(v.path) for k, v in exports.items()}, up)

@@ -188,15 +188,16 @@ def _scene_inputs(scenario: Scenario, cascade: LoadedCascade) -> SceneInputs:
     supports = Supports.of(cascade.engine.prediction.unet)
     unused = [name for name, given, used in (("labels", bool(scenario.labels), supports.labels),
                                              ("agents", bool(scenario.agents), supports.boxes),
-                                             ("text", bool(scenario.text), cascade.text_encoder is not None))
+                                             ("text", bool(scenario.text), cascade.has_text))
               if given and not used]
     if unused:
         log.warning("%s: the checkpoint has no encoder for %s: they are recorded but not conditioned on",
                     scenario.source, ", ".join(unused))
-    if scenario.text and cascade.text_encoder is not None:
+    encoder = cascade.text_encoder if scenario.text and cascade.has_text else None
+    if encoder is not None:
         import torch
 
         with torch.no_grad():
-            text = cascade.text_encoder([scenario.text])[0]
-            null = cascade.text_encoder.null_embedding(1)[0]
+            text = encoder([scenario.text])[0]
+            null = encoder.null_embedding(1)[0]
     return SceneInputs(labels=scenario.label_indices() if scenario.labels else None, text=text, null_text=null)

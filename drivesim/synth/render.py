@@ -116,6 +116,25 @@ def render_dataset(cfg: SynthConfig | DictConfig) -> Path:
     return root
 
 
+def render_unless_current(cfg: SynthConfig) -> bool:
+    """Render `cfg` unless `cfg.out` already holds this very render (its stamp, `synth/render.json`, holds the
+    settings without `out`, so a moved or re-rendered folder reads the same); True when it rendered. For the
+    renders drivesim keeps and re-uses: the demo's held-out scene, the benchmark's held-out seeds."""
+    import json
+
+    from drivesim.atomic import atomic_write_text
+
+    settings = dataclasses.asdict(cfg)
+    settings.pop("out")
+    stamp = Path(cfg.out) / "synth" / "render.json"
+    wanted = json.dumps(settings, sort_keys=True)
+    if stamp.is_file() and stamp.read_text() == wanted:
+        return False
+    render_dataset(cfg)
+    atomic_write_text(stamp, wanted)
+    return True
+
+
 def _render_into(partial: Path, cfg: SynthConfig) -> None:
     umask = os.umask(0)
     os.umask(umask)

@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def sample_clip(module: Any, latents: torch.Tensor, cond: Any, steps: int, seed: int) -> torch.Tensor:
-    """A plain diffusers DDIM loop from pure noise, given frames kept from `cond`'s context."""
+    """A plain diffusers DDIM loop from pure noise, given frames kept from `cond`'s context (a model
+    trained with `stage.anchor_to_given` denoises the difference to the anchor, added back here)."""
+    anchor = latents - module.anchored(latents, cond) if hasattr(module, "anchored") else torch.zeros_like(latents)
     scheduler = DDIMScheduler.from_config(module.objective.scheduler_config())
     scheduler.set_timesteps(steps)
     generator = torch.Generator().manual_seed(seed)
@@ -26,6 +28,7 @@ def sample_clip(module: Any, latents: torch.Tensor, cond: Any, steps: int, seed:
     for t in scheduler.timesteps:
         out = module.unet(x, t.expand(latents.shape[0]).to(latents.device), cond)
         x = scheduler.step(out, t, x).prev_sample
+    x = x + anchor
     if cond.context_mask is not None:
         keep = cond.context_mask.bool()[..., None, None, None]
         x = torch.where(keep, latents, x)

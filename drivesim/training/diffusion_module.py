@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from drivesim.diffusion.objectives import DiffusionObjective
 from drivesim.models.condition import VideoCondition
-from drivesim.models.conditioning.context import augment_context
+from drivesim.models.conditioning.context import augment_context, given_anchor
 from drivesim.models.conditioning.dropout import DROPPABLE, drop_conditions
 from drivesim.models.conditioning.options import DropoutProbabilities
 from drivesim.models.video_unet import VideoUNet
@@ -143,10 +143,17 @@ class DiffusionModule(StageModule):
         # Per-sample mean over its denoised frames, then the batch mean: a DDP run averages to the same.
         return (weighted.sum(1) / loss_mask.sum(1).clamp_min(1.0)).mean()
 
+    def anchored(self, latents: Tensor, cond: VideoCondition) -> Tensor:
+        """What the model denoises: the latents, or with `stage.anchor_to_given` their difference to each
+        frame's last given frame (the clean latents: generation's given keys are its own clean outputs)."""
+        if not bool(self.stage_cfg.get("anchor_to_given", False)) or cond.context_mask is None:
+            return latents
+        return latents - given_anchor(latents, cond.context_mask)
+
     def losses(self, batch: TrainBatch, generators: list[torch.Generator]) -> dict[str, Tensor]:
         latents = self.latents_of(batch)
         timesteps, noise, cond, mask = self.draw(batch, latents, generators, self.condition_of(batch))
-        return {"loss": self.diffusion_loss(latents, timesteps, noise, cond, mask)}
+        return {"loss": self.diffusion_loss(self.anchored(latents, cond), timesteps, noise, cond, mask)}
 
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: TrainBatch, batch_idx: int) -> None:
@@ -155,6 +162,7 @@ class DiffusionModule(StageModule):
         latents = self.latents_of(batch)
         generators = self.generators(batch, stream="val")
         _, noise, cond, mask = self.draw(batch, latents, generators, self.condition_of(batch), train=False)
+        latents = self.anchored(latents, cond)
         n = self.objective.num_train_timesteps
         with self.ema_weights():
             for k in range(VAL_BUCKETS):

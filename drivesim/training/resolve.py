@@ -190,6 +190,9 @@ def _fill_data(cfg: DictConfig, stage: str, ae_path: Path | None) -> None:
     power = float(cfg.stage.get("timestep_power", 1.0))
     if not 0.0 < power <= 4.0:
         raise TrainConfigError(f"stage.timestep_power={power} must lie in (0, 4] (1: uniform timesteps)")
+    if bool(cfg.stage.get("anchor_to_given", False)) and stage != "temporal":
+        raise TrainConfigError(f"stage.anchor_to_given: only the temporal (prediction) stage has an anchor, "
+                               f"not {stage}")
     if stage == "temporal":
         choices = list(cfg.stage.context_frames)
         if not choices or min(choices) < 0 or max(choices) >= int(data.frames):

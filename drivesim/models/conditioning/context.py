@@ -82,6 +82,13 @@ def nearest_given(latents: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor
             gather_frames(latents, after), (after < mask.shape[1]).to(dtype))
 
 
+def given_anchor(latents: Tensor, mask: Tensor) -> Tensor:
+    """Each frame's nearest given frame at or before it, zeros where there is none (B, T, C, H, W): the
+    point a `stage.anchor_to_given` model denoises the difference to (a given frame is its own anchor)."""
+    before, _ = nearest_given_index(mask)
+    return gather_frames(latents, before) * (before >= 0).to(latents.dtype)[..., None, None, None]
+
+
 def augment_context(latents: Tensor, mask: Tensor, level: Tensor,
                     generator: torch.Generator | None = None, noise: Tensor | None = None) -> Tensor:
     """Noise the context frames at `level` (B,) in [0, 1]: cos(l pi/2) z + sin(l pi/2) eps.

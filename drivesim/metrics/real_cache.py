@@ -1,0 +1,128 @@
+"""Real-side results on disk: computed once per (metric, real data identity, protocol, extractor hash).
+
+The real side of a metric is deterministic given those four, and on 2 cores it costs as much as the
+generated side (the demo: about 70 s of its metrics). Two places are read, the user's cache
+(`$DRIVESIM_CACHE`) and the cache shipped inside the package (`drivesim/assets/metric_cache`: the
+demo's held-out scene, keyed by its rendered files' content, so a renderer that draws one byte
+differently misses it and the metric is computed); only the user's cache is written.
+
+Values are stored as safetensors arrays plus a JSON structure naming only the result types listed in
+`_TYPES`: nothing but arrays, numbers, strings, lists and dicts is ever rebuilt from a file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drivesim.atomic import atomic_path
+from drivesim.metrics.extractors import cache_dir
+
+log = logging.getLogger(__name__)
+
+
+def shipped_cache_dir() -> Path:
+    """The read-only cache installed with the package."""
+    return Path(str(resources.files("drivesim"))) / "assets" / "metric_cache"
+
+
+def key_digest(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def find_cached(relative: str) -> Path | None:
+    """`relative` under the user's cache, else under the shipped cache, else None."""
+    for root in (cache_dir(), shipped_cache_dir()):
+        path = root / relative
+        if path.is_file():
+            return path
+    return None
+
+
+def _types() -> dict[str, type]:
+    from drivesim.metrics.action import ActionSeries
+    from drivesim.metrics.temporal import TemporalSeries
+
+    return {"TemporalSeries": TemporalSeries, "ActionSeries": ActionSeries}
+
+
+def _encode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
+    if isinstance(value, np.ndarray):
+        name = f"a{len(arrays)}"
+        arrays[name] = np.ascontiguousarray(value)
+        return {"array": name}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        kind = type(value).__name__
+        if kind not in _types():
+            raise TypeError(f"real-side cache: cannot store a {kind}")
+        return {"dataclass": kind, "fields": {f.name: _encode(getattr(value, f.name), arrays)
+                                              for f in dataclasses.fields(value)}}
+    if isinstance(value, (list, tuple)):
+        return {"list" if isinstance(value, list) else "tuple": [_encode(v, arrays) for v in value]}
+    if isinstance(value, dict):
+        return {"dict": {str(k): _encode(v, arrays) for k, v in value.items()}}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return {"value": value}
+    raise TypeError(f"real-side cache: cannot store a {type(value).__name__}")
+
+
+def _decode(node: Any, arrays: dict[str, np.ndarray]) -> Any:
+    if "array" in node:
+        return arrays[node["array"]]
+    if "dataclass" in node:
+        cls = _types()[node["dataclass"]]
+        return cls(**{k: _decode(v, arrays) for k, v in node["fields"].items()})
+    if "list" in node:
+        return [_decode(v, arrays) for v in node["list"]]
+    if "tuple" in node:
+        return tuple(_decode(v, arrays) for v in node["tuple"])
+    if "dict" in node:
+        return {k: _decode(v, arrays) for k, v in node["dict"].items()}
+    return node["value"]
+
+
+def relative_path(name: str, key: dict) -> str:
+    return f"real/{name}-{key_digest(key)}.safetensors"
+
+
+def load(name: str, key: dict) -> Any | None:
+    """The stored real side of `name` under `key`, or None when neither cache holds it."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.numpy import load_file
+
+    path = find_cached(relative_path(name, key))
+    if path is None:
+        return None
+    try:
+        arrays = load_file(str(path))
+        with safe_open(str(path), framework="np") as fh:
+            meta = fh.metadata() or {}
+        if meta.get("name") != name or \
+                json.loads(meta.get("key", "null")) != json.loads(json.dumps(key, sort_keys=True, default=str)):
+            raise ValueError("its key differs from the one asked (a digest collision or a hand-edited file)")
+        value = _decode(json.loads(meta["structure"]), arrays)
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: not a readable real-side cache file ({exc}); delete it") from exc
+    log.info("%s: real side from the cache %s", name, path)
+    return value
+
+
+def store(name: str, key: dict, value: Any) -> Path:
+    """Write `value` into the user's cache (atomically)."""
+    from safetensors.numpy import save_file
+
+    arrays: dict[str, np.ndarray] = {}
+    structure = _encode(value, arrays)
+    path = cache_dir() / relative_path(name, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"name": name, "structure": json.dumps(structure), "key": json.dumps(key, sort_keys=True, default=str)}
+    with atomic_path(path) as tmp:
+        save_file(arrays, str(tmp), metadata=meta)
+    return path

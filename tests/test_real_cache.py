@@ -1,0 +1,93 @@
+"""The real-side disk cache: what it stores comes back equal, only listed result types are rebuilt, a file
+under another key or a broken file is one line, and the cache shipped with the package is read after the
+user's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drivesim.metrics import real_cache
+from drivesim.metrics.action import ActionSeries
+from drivesim.metrics.temporal import TemporalSeries
+
+KEY = {"metric": "temporal", "real": "abc", "protocol": {"fps": 12.0}, "extractor": "x"}
+
+
+@pytest.fixture(autouse=True)
+def caches(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("DRIVESIM_CACHE", str(tmp_path / "user"))
+    monkeypatch.setattr(real_cache, "shipped_cache_dir", lambda: tmp_path / "shipped")
+    return tmp_path
+
+
+def test_values_round_trip() -> None:
+    rng = np.random.default_rng(0)
+    value = ([TemporalSeries(rng.random(3), np.array([np.nan, 1.0, 2.0]), rng.random(3))],
+             ({"recall": 0.5, "boxes": 3, "name": None}, rng.random(4), np.zeros(0)),
+             [ActionSeries(np.arange(2.0), np.ones(2), np.zeros(2, np.float32))])
+    assert real_cache.load("temporal", KEY) is None
+    real_cache.store("temporal", KEY, value)
+    back = real_cache.load("temporal", KEY)
+    assert isinstance(back[0][0], TemporalSeries) and isinstance(back[2][0], ActionSeries)
+    np.testing.assert_array_equal(back[0][0].warp_error, value[0][0].warp_error)
+    assert back[1][0] == value[1][0] and isinstance(back[1], tuple) and back[1][2].shape == (0,)
+    assert back[2][0].yaw_rate_error.dtype == np.float32
+    assert real_cache.load("temporal", {**KEY, "real": "other"}) is None
+
+
+def test_unknown_types_are_refused() -> None:
+    with pytest.raises(TypeError, match="cannot store a object"):
+        real_cache.store("temporal", KEY, [object()])
+
+
+def test_the_shipped_cache_is_read_after_the_users(caches: Path) -> None:
+    real_cache.store("temporal", KEY, {"v": np.ones(2)})
+    rel = real_cache.relative_path("temporal", KEY)
+    shipped = caches / "shipped" / rel
+    shipped.parent.mkdir(parents=True)
+    (caches / "user" / rel).rename(shipped)
+    assert real_cache.find_cached(rel) == shipped
+    np.testing.assert_array_equal(real_cache.load("temporal", KEY)["v"], np.ones(2))
+
+
+def test_a_broken_or_foreign_file_is_one_line(caches: Path) -> None:
+    path = real_cache.store("temporal", KEY, [1.0])
+    other = real_cache.store("layout", KEY, [2.0])
+    path.write_bytes(other.read_bytes())  # a file holding another key under this name
+    with pytest.raises(ValueError, match="key differs"):
+        real_cache.load("temporal", KEY)
+    path.write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match=f"{path}: not a readable real-side cache file"):
+        real_cache.load("temporal", KEY)
+    assert json.loads(json.dumps(KEY)) == KEY
+
+
+def test_the_shipped_demo_cache_matches_the_current_protocol_and_networks(monkeypatch) -> None:
+    """Each file shipped in drivesim/assets/metric_cache (scripts/refresh_metric_cache.sh) is keyed to today's
+    synth-bench-v1 protocol and metric networks; a change to either would leave it unused (the demo slower by
+    the real side) - refresh it then. (A renderer change is seen only at run time, as a cache miss.)"""
+    from safetensors import safe_open
+
+    from drivesim.metrics.nets.attrnet import build_attrnet
+    from drivesim.metrics.nets.segnet import build_segnet
+    from drivesim.metrics.nets.weights import ATTRIBUTE_NET, LAYOUT_NET, load_net
+    from drivesim.metrics.protocol import load_protocol, plain
+
+    monkeypatch.undo()  # the real shipped folder
+    files = sorted(real_cache.shipped_cache_dir().glob("*/*.safetensors"))
+    assert {p.name.split("-")[0] for p in files} == {"fid_synth", "fvd_synth", "layout", "temporal", "action"}
+    protocol = {k: v for k, v in plain(load_protocol("synth-bench-v1")).items() if k != "description"}
+    attributes = load_net(ATTRIBUTE_NET, build_attrnet).record()["sha256"]
+    extractors = {"layout": load_net(LAYOUT_NET, build_segnet).record()["sha256"], "temporal": "opencv-dis-medium",
+                  "action": attributes, "fid_synth": attributes, "fvd_synth": attributes}
+    for path in files:
+        with safe_open(str(path), framework="np") as fh:
+            key = json.loads((fh.metadata() or {})["key"])
+        name = key["metric"]
+        assert path.name == Path(real_cache.relative_path(name, key)).name
+        assert key["protocol"] == json.loads(json.dumps(protocol, default=str)), path
+        assert key["extractor"] == extractors[name], path
