@@ -148,3 +148,21 @@ def test_files_that_are_not_yaml_mappings_are_errors(tmp_path: Path, text: str) 
 def test_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="no such scenario file"):
         load_scenario(tmp_path / "nope.yaml")
+
+
+def test_a_timeline_without_unseen_agents_matches_one_built_from_scratch() -> None:
+    """`without` keeps the frames already computed, renumbering the instance ids exactly as a timeline of
+    the reduced scenario numbers them; frames are computed once per time."""
+    from dataclasses import replace
+
+    agents = [{"id": "ghost", "class": "car", "size": [4, 2, 1.5], "track": [[0, -30.0, 0.0, 0.0], [4, -20.0, 0.0, 0.0]]},
+              {"id": "lead", "class": "car", "size": [4.5, 1.9, 1.6], "track": [[0, 25.0, 0.0, 0.0], [4, 15.0, 0.0, 0.0]]}]
+    scenario = parse_scenario(_scenario(agents=agents), "s.yaml")
+    tl = Timeline(scenario, CAM)
+    unseen = set(tl.unseen(4.0, 3.0))
+    assert unseen == {"ghost"}
+    reduced = tl.without(unseen)
+    fresh = Timeline(replace(scenario, agents=tuple(a for a in scenario.agents if a.id != "ghost")), CAM)
+    for t in (0.0, 1 / 3, 2.0, 3.5):
+        assert reduced.at(t) == fresh.at(t) and reduced.at(t).boxes[0].instance == 1
+    assert reduced.at(1 / 3) is reduced.at(0.1 + 0.2 + 1 / 3 - 0.30000000000000004)  # one computation per time

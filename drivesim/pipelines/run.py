@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -141,8 +141,8 @@ def prepare(cfg: DictConfig, cascade: LoadedCascade | None = None) -> Job:
         if unseen & added:
             raise ScenarioError(f"scenario.replay.add: agents[{sorted(unseen & added)[0]}]: never in view of the "
                                 f"camera during the {seconds:g} s generated")
-        scenario = replace(scenario, agents=tuple(a for a in scenario.agents if a.id not in unseen))
-        timeline = Timeline(scenario, camera)
+        timeline = timeline.without(unseen)
+        scenario = timeline.scenario
     else:
         timeline.check_in_view(seconds, engine.out_fps)
     scene = _scene_inputs(scenario, cascade)

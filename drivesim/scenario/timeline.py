@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -50,8 +50,17 @@ class Timeline:
     def __init__(self, scenario: Scenario, camera: PinholeCamera) -> None:
         self.scenario = scenario
         self.camera = camera
+        # A drive asks for each time several times (the in-view check, the prediction and interpolation
+        # windows, the writers) and projecting every agent costs ~13 ms a frame: computed once per time.
+        self._memo: dict[float, FrameCondition] = {}
 
     def at(self, t: float) -> FrameCondition:
+        key = round(float(t), 9)
+        if key not in self._memo:
+            self._memo[key] = self._compute(float(t))
+        return self._memo[key]
+
+    def _compute(self, t: float) -> FrameCondition:
         s = self.scenario
         speed = float(s.speed.at(t)[0]) if s.speed is not None else math.nan
         yaw = float(s.yaw_rate.at(t)[0]) if s.yaw_rate is not None else math.nan
@@ -71,6 +80,17 @@ class Timeline:
             boxes.append(BoxRecord(agent.id, agent.cls, agent.class_index, index + 1,
                                    (float(norm[0]), float(norm[1]), float(norm[2]), float(norm[3]))))
         return FrameCondition(float(t), speed, yaw, tuple(boxes))
+
+    def without(self, agent_ids: set[str]) -> Timeline:
+        """The timeline of the scenario without `agent_ids`, keeping the frames computed so far that show
+        none of them (their boxes renumbered: an agent's instance id is its place in the scenario)."""
+        keep = tuple(a for a in self.scenario.agents if a.id not in agent_ids)
+        new = Timeline(replace(self.scenario, agents=keep), self.camera)
+        number = {a.id: i + 1 for i, a in enumerate(keep)}
+        for key, cond in self._memo.items():
+            if not any(b.id in agent_ids for b in cond.boxes):
+                new._memo[key] = replace(cond, boxes=tuple(replace(b, instance=number[b.id]) for b in cond.boxes))
+        return new
 
     def frames(self, times: Sequence[float]) -> list[FrameCondition]:
         return [self.at(t) for t in times]
