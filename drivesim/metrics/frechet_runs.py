@@ -17,7 +17,7 @@ from drivesim.metrics.drift import windows
 from drivesim.metrics.extractors import cache_dir
 from drivesim.metrics.frechet import GaussianStats
 from drivesim.metrics.frechet_metric import FrechetMetric
-from drivesim.metrics.real_cache import find_cached
+from drivesim.metrics.real_cache import find_cached, key_matches
 from drivesim.progress import progress
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,18 @@ class Unit:
 def cache_path(name: str, key: dict) -> Path:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
     return cache_dir() / "features" / f"{name}-{digest}.safetensors"
+
+
+def _holds(path: Path, name: str, key: dict) -> bool:
+    """Whether a feature file's metadata holds `key` (files written before keys were stored: by name only)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except (SafetensorError, OSError):
+        return False
+    return "key" not in meta or key_matches(meta, name, key)
 
 
 class NotEnoughSamples(ValueError):
@@ -66,6 +78,9 @@ def run_frechet(name: str, metric: FrechetMetric, generated: Iterable[Unit], rea
     """
     path = cache_path(name, cache_key) if cache_key is not None else None
     found = find_cached(path.relative_to(cache_dir()).as_posix()) if path is not None else None
+    if found is not None and cache_key is not None and not _holds(found, name, cache_key):
+        log.warning("%s: not a usable feature cache file for this key: computing the real side again", found)
+        found = None
     cached = found is not None
     if found is not None:
         metric.load_real(found)

@@ -175,7 +175,8 @@ def dataset_identity(root: Path, cfg: dict, by_content: bool = False) -> str:
         if any(part.startswith(".") for part in Path(rel).parts):
             continue
         if by_content:
-            entries.append((rel, hashlib.sha256(p.read_bytes()).hexdigest()))
+            with open(p, "rb") as fh:
+                entries.append((rel, hashlib.file_digest(fh, "sha256").hexdigest()))
         else:
             st = p.stat()
             entries.append((rel, st.st_size, st.st_mtime_ns))

@@ -93,7 +93,9 @@ def relative_path(name: str, key: dict) -> str:
 
 
 def load(name: str, key: dict) -> Any | None:
-    """The stored real side of `name` under `key`, or None when neither cache holds it."""
+    """The stored real side of `name` under `key`, or None when neither cache holds it. A file that does not
+    read back, or holds another key, is a warning and a miss (the real side is computed again and the user's
+    copy rewritten): a broken cache entry never stops an evaluation."""
     from safetensors import SafetensorError, safe_open
     from safetensors.numpy import load_file
 
@@ -104,25 +106,38 @@ def load(name: str, key: dict) -> Any | None:
         arrays = load_file(str(path))
         with safe_open(str(path), framework="np") as fh:
             meta = fh.metadata() or {}
-        if meta.get("name") != name or \
-                json.loads(meta.get("key", "null")) != json.loads(json.dumps(key, sort_keys=True, default=str)):
+        if not key_matches(meta, name, key):
             raise ValueError("its key differs from the one asked (a digest collision or a hand-edited file)")
         value = _decode(json.loads(meta["structure"]), arrays)
     except (SafetensorError, OSError, KeyError, ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: not a readable real-side cache file ({exc}); delete it") from exc
+        log.warning("%s: not a usable real-side cache file (%s): computing the real side again", path, exc)
+        return None
     log.info("%s: real side from the cache %s", name, path)
     return value
 
 
-def store(name: str, key: dict, value: Any) -> Path:
-    """Write `value` into the user's cache (atomically)."""
+def key_matches(meta: dict[str, str], name: str, key: dict) -> bool:
+    """Whether a cache file's metadata names `name` and holds exactly `key`."""
+    stored = meta.get("name", meta.get("metric"))
+    return stored == name and json.loads(meta.get("key", "null")) == json.loads(_key_json(key))
+
+
+def _key_json(key: dict) -> str:
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+def store(name: str, key: dict, value: Any) -> Path | None:
+    """Write `value` into the user's cache (atomically); a cache folder that cannot be written is a warning."""
     from safetensors.numpy import save_file
 
     arrays: dict[str, np.ndarray] = {}
     structure = _encode(value, arrays)
     path = cache_dir() / relative_path(name, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"name": name, "structure": json.dumps(structure), "key": json.dumps(key, sort_keys=True, default=str)}
-    with atomic_path(path) as tmp:
-        save_file(arrays, str(tmp), metadata=meta)
+    meta = {"name": name, "structure": json.dumps(structure), "key": _key_json(key)}
+    try:
+        with atomic_path(path) as tmp:
+            save_file(arrays, str(tmp), metadata=meta)
+    except OSError as exc:
+        log.warning("%s: the real side of %s is not cached (%s)", path, name, exc)
+        return None
     return path

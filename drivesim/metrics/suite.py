@@ -99,13 +99,19 @@ def _need(flag: bool, reason: str) -> None:
         raise Unavailable(reason)
 
 
+#: Version of the code that turns real data into a metric's real side (loaders, preprocessing, the metric's own
+#: scoring): part of every cache key, so bump it with any change there - an old cached real side is then unused.
+REAL_SIDE_VERSION = 1
+
+
 def _cache_key(name: str, opts: SuiteOptions, extractor: dict) -> dict | None:
     if opts.real_identity is None:
         return None
     from drivesim.metrics.protocol import plain
 
     proto = {k: v for k, v in plain(opts.protocol).items() if k != "description"}
-    return {"metric": name, "real": opts.real_identity, "protocol": proto, "extractor": extractor.get("sha256")}
+    return {"metric": name, "real": opts.real_identity, "protocol": proto, "extractor": extractor.get("sha256"),
+            "code": REAL_SIDE_VERSION}
 
 
 #: Real-side results of the groups without a feature cache (temporal, layout, action), kept for this process: a
@@ -189,11 +195,13 @@ def _finite(x: float) -> float | None:
 
 
 def _temporal(gen: VideoSeq, real: VideoSeq, opts: SuiteOptions, out: SuiteResult) -> None:
+    import cv2
+
     from drivesim.metrics.temporal import closeness, pooled, temporal_series
 
     p, start = opts.protocol, first_counted(opts.protocol)
     gs = [temporal_series(v.frames[start:], v.fps) for v in gen if v.frames.shape[0] - start >= 2]
-    rs = _real_side("temporal", opts, {"sha256": "opencv-dis-medium"},
+    rs = _real_side("temporal", opts, {"sha256": f"opencv-dis-medium/{cv2.__version__}"},
                     lambda: [temporal_series(v.frames[start:], v.fps) for v in real if v.frames.shape[0] - start >= 2])
     _need(bool(gs) and bool(rs), "temporal: needs at least 2 counted frames in a generated and a real video")
     gw, gf, n = pooled(gs)

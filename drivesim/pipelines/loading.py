@@ -75,11 +75,12 @@ def context_noise_mean(export: Export) -> float:
 
 
 def anchor_to_given(export: Export) -> bool:
-    """Whether the export denoises the difference to the last given frame (`stage.anchor_to_given`)."""
+    """Whether the export denoises the difference to the last given frame (`stage.anchor_to_given`). Unlike the
+    other stage settings read here, guessing wrong would make every frame wrong: an unreadable config is an error."""
     try:
         stage = export.config().get("stage") or {}
-    except (OSError, ValueError):
-        return False
+    except (OSError, ValueError) as exc:
+        raise GenerateError(f"{export.path}: its config cannot be read ({exc}): cannot tell how to sample it") from exc
     return bool(stage.get("anchor_to_given", False))
 
 
