@@ -160,12 +160,14 @@ def test_timestep_power_draws_high_noise_more_often_and_keeps_the_uniform_draw()
     assert abs(float((uniform > 850).float().mean()) - 0.149) < 0.03
 
 
-def test_an_out_of_range_timestep_power_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("override", ["stage.timestep_power=0", "stage.anchor_to_given=true"])
+def test_a_bad_stage_option_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], override: str) -> None:
+    """An out-of-range timestep power; an anchor outside the prediction stage."""
     out = tmp_path / "p"
     assert main(["train", "stage=autoencoder", "model=micro", "data=synthetic", f"data.root={tmp_path}",
-                 f"out={out}", "stage.timestep_power=0"]) == 2
+                 f"out={out}", override]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "stage.timestep_power" in err, err
+    assert len(err.splitlines()) == 1 and override.split("=")[0] in err, err
     assert not out.exists()
 
 
@@ -177,15 +179,6 @@ def test_the_anchor_is_each_frames_last_given_frame() -> None:
     anchor = given_anchor(latents, mask)[:, :, 0, 0, 0]
     assert anchor.tolist() == [[0.0, 1.0, 1.0, 1.0, 1.0], [0.0, 1.0, 1.0, 3.0, 3.0]]  # none before: zeros
     assert given_anchor(latents, torch.zeros(2, 5)).abs().sum() == 0
-
-
-def test_an_anchor_outside_the_prediction_stage_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "a"
-    assert main(["train", "stage=autoencoder", "model=micro", "data=synthetic", f"data.root={tmp_path}",
-                 f"out={out}", "stage.anchor_to_given=true"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "stage.anchor_to_given" in err, err
-    assert not out.exists()
 
 
 def test_global_order_shards_and_resumes() -> None:

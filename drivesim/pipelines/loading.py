@@ -8,7 +8,8 @@ used). `interpolation=` adds an interpolation export.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +30,17 @@ class LoadedCascade:
     size: tuple[int, int]  # output frame (H, W) pixels
     stages: dict[str, str]  # stage -> export path (for run.json)
     upsampler: Any | None = None  # drivesim.pipelines.upsample.Upsampler (video_hr.mp4)
-    _text: list[Any] = field(default_factory=list)  # [encoder or None] once loaded
 
     @property
     def has_text(self) -> bool:
         """Whether the prediction model takes text (known without loading the encoder)."""
         return self.prediction.has_text
 
-    @property
+    @cached_property
     def text_encoder(self) -> Any | None:
-        """The text encoder, loaded on first use (MiniLM costs ~14 s on CPU; most drives have no text)."""
-        if not self._text:
-            text = self.prediction.text_encoder()
-            self._text.append(None if text is None else text.to(self.engine.device).eval())
-        return self._text[0]
+        """The text encoder, loaded on first use: a drive without text never needs it."""
+        text = self.prediction.text_encoder()
+        return None if text is None else text.to(self.engine.device).eval()
 
 
 def _stage_exports(checkpoint: str, interpolation: str | None, **extra: str | None) -> dict[str, Export]:
