@@ -4,6 +4,9 @@ frames it must make, with the given frames (clean, as context) over without them
 A model that uses its context has a ratio well below 1 wherever the noisy frame alone says little; the
 clean-latent error of "copy the nearest given frame" against "the data mean" says how much there is to
 gain. Clips are the validation split of a synthetic world, encoded by the export's autoencoder.
+`ratio_ls_blend` is the ratio the "with" output would reach blended with the output implied by the
+given-frame guess (`context_guess`) at the least-squares strength per distance, fitted on these same
+clips: what `model.conditioning.context_blend` can gain on top of the model (session 10).
 
     python benchmarks/bench_context_use.py --export drivesim/assets/demo_cascade/prediction --world outputs/recipe/world
 """
@@ -36,7 +39,7 @@ def measure(export_path: Path, world: Path, clips: int) -> dict[str, object]:
     from drivesim.data.factory import build_dataset
     from drivesim.diffusion.objectives import DiffusionObjective
     from drivesim.exports import read_export
-    from drivesim.models.conditioning.context import nearest_given
+    from drivesim.models.conditioning.context import context_guess, nearest_given
     from drivesim.training.adapter import batch_to_model_input, frames_to_unit
     from drivesim.training.data import collate_positioned
 
@@ -62,12 +65,14 @@ def measure(export_path: Path, world: Path, clips: int) -> dict[str, object]:
     copy_mse = float(((before - latents) ** 2).mean(dim=(2, 3, 4))[todo].mean())
     mean_mse = float(((latents - latents.mean(dim=(0, 1), keepdim=True)) ** 2).mean(dim=(2, 3, 4))[todo].mean())
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(0))
+    guess, distance = context_guess(latents, mask)
+    alphas = objective.scheduler.alphas_cumprod.float()
     rows = []
     for step_t in TIMESTEPS:
         steps = torch.full((b, t), step_t)
         noisy = objective.add_noise(latents, noise, steps)
         target = objective.target(latents, noise, steps)
-        errors = {}
+        errors, outputs = {}, {}
         for name, m in (("with", mask), ("without", torch.zeros(b, t))):
             cond = replace(base, context_latents=latents * m[..., None, None, None], context_mask=m,
                            context_noise_level=torch.zeros(b))
@@ -75,13 +80,39 @@ def measure(export_path: Path, world: Path, clips: int) -> dict[str, object]:
                 cond = replace(cond, stage_id=torch.zeros(b, dtype=torch.long))
             out = unet(noisy, steps, cond)
             errors[name] = float(((out - target) ** 2).mean(dim=(2, 3, 4))[todo].mean())
+            outputs[name] = out
+        blended, strengths = ls_blend(outputs["with"], implied_output(noisy, guess, alphas[step_t], objective.prediction_type),
+                                      target, distance)
+        ratio_blend = float(((blended - target) ** 2).mean(dim=(2, 3, 4))[todo].mean()) / errors["without"]
         rows.append({"t": step_t, "mse_with": errors["with"], "mse_without": errors["without"],
-                     "ratio": errors["with"] / errors["without"]})
-        log.warning("t=%d  with %.5f  without %.5f  ratio %.3f", step_t, errors["with"], errors["without"],
-                    rows[-1]["ratio"])
+                     "ratio": errors["with"] / errors["without"], "ratio_ls_blend": ratio_blend,
+                     "ls_strength_by_distance": strengths})
+        log.warning("t=%d  with %.5f  without %.5f  ratio %.3f  least-squares blend %.3f", step_t, errors["with"],
+                    errors["without"], rows[-1]["ratio"], ratio_blend)
     return {"export": str(export_path), "stage": export.stage, "world": str(world), "clips": b, "frames": t,
             "latent_std": float(latents.std()), "copy_nearest_given_x0_mse": copy_mse,
             "data_mean_x0_mse": mean_mse, "rows": rows}
+
+
+def implied_output(noisy: torch.Tensor, guess: torch.Tensor, alpha: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    """The model output whose clean frame is exactly `guess` at this noisy sample (eps or v)."""
+    eps = (noisy - alpha.sqrt() * guess) / (1 - alpha).sqrt()
+    if prediction_type == "epsilon":
+        return eps
+    return alpha.sqrt() * eps - (1 - alpha).sqrt() * guess
+
+
+def ls_blend(out: torch.Tensor, implied: torch.Tensor, target: torch.Tensor,
+             distance: torch.Tensor) -> tuple[torch.Tensor, dict[int, float]]:
+    """`out` blended towards `implied` with the least-squares strength per distance to a given frame."""
+    blended, strengths = out.clone(), {}
+    for d in range(1, int(distance.max()) + 1):
+        at = distance == d
+        diff = implied[at] - out[at]
+        s = float((diff * (target[at] - out[at])).sum() / (diff**2).sum().clamp_min(1e-12))
+        blended[at] = out[at] + s * diff
+        strengths[d] = round(s, 4)
+    return blended, strengths
 
 
 def main() -> None:

@@ -316,6 +316,59 @@ def test_nearest_given_frames() -> None:
     assert has_before[2].sum() == 0 and has_after[2].sum() == 0
 
 
+def test_context_guess_and_distance() -> None:
+    from drivesim.models.conditioning.context import context_guess
+
+    z = torch.arange(6.0).reshape(1, 6, 1, 1, 1).expand(3, 6, 2, 3, 3).clone()
+    mask = torch.tensor([[1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0]]).float()
+    guess, distance = context_guess(z, mask)
+    assert guess[0, :, 0, 0, 0].tolist() == [0, 1, 1, 1, 1, 1]  # after the last given frame: that frame
+    assert guess[1, :, 0, 0, 0].tolist() == [0, 1, 2, 3, 4, 4]  # between two: their blend by distance
+    assert distance.tolist() == [[0, 0, 1, 2, 3, 4], [0, 1, 2, 1, 0, 1], [0] * 6]
+    assert float(guess[2].abs().max()) == 0.0  # nothing given: nothing to guess from
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_context_blend_moves_the_clean_estimate_to_the_guess(prediction_type: str) -> None:
+    """s = 0 leaves the output alone; s = 1 makes the implied clean frame exactly the guess; given
+    frames and samples without given frames are never blended; the strength is read per (t, distance)."""
+    from diffusers import DDPMScheduler
+
+    from drivesim.models.conditioning.context_blend import ContextBlend
+
+    scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                              prediction_type=prediction_type)
+    blend = ContextBlend(buckets=4, distances=3)
+    blend.set_schedule(scheduler.alphas_cumprod, prediction_type)
+    g = torch.Generator().manual_seed(0)
+    x, out, context = (torch.randn(2, 5, 4, 3, 3, generator=g) for _ in range(3))
+    mask = torch.tensor([[1.0, 1.0, 0.0, 0.0, 0.0], [0.0] * 5])
+    t = torch.tensor([[900] * 5, [900] * 5])
+    assert torch.equal(blend(out, x, t, context, mask), out)  # zero init: the plain model
+    with torch.no_grad():
+        blend.weight.fill_(1.0)
+    blended = blend(out, x, t, context, mask)
+    assert torch.equal(blended[:, :2], out[:, :2]) and torch.equal(blended[1], out[1])
+    a = scheduler.alphas_cumprod[900]
+    if prediction_type == "sample":
+        x0 = blended
+    elif prediction_type == "epsilon":
+        x0 = (x - (1 - a).sqrt() * blended) / a.sqrt()
+    else:
+        x0 = a.sqrt() * x - (1 - a).sqrt() * blended
+    assert torch.allclose(x0[0, 2:], context[0, 1:2].expand(3, -1, -1, -1), atol=1e-4)
+    with torch.no_grad():
+        blend.weight.zero_()
+        blend.weight[3, 1] = 0.5  # t in the top bucket, distance 2 only
+    half = blend(out, x, t, context, mask)
+    assert torch.equal(half[0, [2, 4]], out[0, [2, 4]]) and not torch.equal(half[0, 3], out[0, 3])
+    assert torch.allclose(half[0, 3], (out[0, 3] + blended[0, 3]) / 2, atol=1e-5)
+    assert torch.equal(blend(out, x, torch.full((2, 5), 100), context, mask), out)  # other bucket: s = 0
+    unset = ContextBlend(4, 3)
+    with pytest.raises(RuntimeError, match="set_schedule"):
+        unset(out, x, t, context, mask)
+
+
 def test_context_reference_reaches_every_frame_directly() -> None:
     """Without the reference inputs a given frame's latents change only its own residual; with them,
     every frame after it (prediction) or between two given frames (interpolation) sees it."""

@@ -218,6 +218,36 @@ def test_prediction_stage_with_context_reference(chain: dict[str, Path], tmp_pat
     assert float((frame3(moved) - frame3(context)).abs().max()) > 1e-6
 
 
+def test_prediction_stage_with_context_blend(chain: dict[str, Path], tmp_path: Path) -> None:
+    """`model.conditioning.context_blend=true` on an image export made without it: the strengths start at
+    zero, train at their own learning rate, export in the condition group, and reload with the model's
+    noise schedule; the blend is refused together with the anchor."""
+    out = tmp_path / "tmp_blend"
+    assert main(train_args("prediction", chain["world"], out, chain["cache"], 4,
+                           f"model.pretrained={chain['img'] / 'export'}", "model.conditioning.context_blend=true",
+                           "stage.context_blend_lr=0.05", "trainer.ema=false",
+                           "trainer.warmup_steps=0")) == 0
+    condition = load_file(str(out / "export" / "condition.safetensors"))
+    table = condition["condition_encoders.blend.weight"]
+    assert float(table.abs().max()) > 0.01  # four steps at lr 0.05 moved it off zero
+    unet = read_export(out / "export").build_unet().eval()
+    blend = unet.condition_encoders.blend  # type: ignore[union-attr]
+    assert blend.alphas_cumprod.numel() == 1000 and blend.prediction_type == "epsilon"
+    z, t = torch.randn(1, 4, 4, 8, 16), torch.tensor([999])
+    context, mask = torch.randn(1, 4, 4, 8, 16), torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    with torch.no_grad():
+        blend.weight.fill_(1.0)
+        cond = VideoCondition(context_latents=context, context_mask=mask, context_noise_level=torch.zeros(1))
+        out_eps = unet(z, t, cond)
+    a = blend.alphas_cumprod[999].float()
+    x0 = (z - (1 - a).sqrt() * out_eps) / a.sqrt()
+    assert torch.allclose(x0[:, 2:], context[:, 1:2].expand(1, 2, -1, -1, -1), atol=1e-3)
+    bad = main(train_args("prediction", chain["world"], tmp_path / "both", chain["cache"], 1,
+                          f"model.pretrained={chain['img'] / 'export'}", "model.conditioning.context_blend=true",
+                          "stage.anchor_to_given=true"))
+    assert bad != 0
+
+
 @pytest.mark.parametrize("name", ["tmp", "itp"])
 def test_context_use_benchmark_measures_the_given_frames(chain: dict[str, Path], name: str) -> None:
     """benchmarks/bench_context_use.py: the masks generation uses, and a ratio of two errors that differ
@@ -235,3 +265,6 @@ def test_context_use_benchmark_measures_the_given_frames(chain: dict[str, Path],
     assert all(r["ratio"] == pytest.approx(r["mse_with"] / r["mse_without"]) for r in rows)
     assert any(r["mse_with"] != r["mse_without"] for r in rows)
     assert float(result["copy_nearest_given_x0_mse"]) >= 0  # type: ignore[arg-type]
+    # the least-squares blend is fitted on these clips: it can only lower the "with" error
+    assert all(r["ratio_ls_blend"] <= r["ratio"] + 1e-6 for r in rows)
+    assert all(set(r["ls_strength_by_distance"]) == {1, 2} for r in rows)

@@ -35,6 +35,11 @@ class ConditionOptions:
     context: bool = True  # context latents + mask -> conv_in residual
     # ... and every frame also sees its nearest given frames before / after it (ContextEncoder docstring)
     context_reference: bool = False
+    # ... and the output is blended with the one "the nearest given frames are the clean frame" implies, by
+    # a learned strength per (noise-level bucket, distance to a given frame): ContextBlend's docstring.
+    context_blend: bool = False
+    context_blend_buckets: int = 20
+    context_blend_distances: int = 8
     context_noise: bool = True  # context noise-augmentation level -> time embedding
     boxes: bool = True  # per-frame box layout -> adapter residuals for every down block
     labels: bool = True  # time of day, weather, crowdedness -> time embedding
@@ -57,7 +62,9 @@ class ConditionOptions:
         self.label_vocab_sizes = tuple(int(v) for v in self.label_vocab_sizes)  # type: ignore[assignment]
         if len(self.label_vocab_sizes) != 3 or min(self.label_vocab_sizes) < 1:
             raise ValueError(f"label_vocab_sizes must be three positive sizes, got {self.label_vocab_sizes}")
-        for name in ("num_box_classes", "max_instances", "box_embed_dim", "box_adapter_width",
+        if self.context_blend and not self.context:
+            raise ValueError("ConditionOptions.context_blend needs the context encoder (context: true)")
+        for name in ("context_blend_buckets", "context_blend_distances", "num_box_classes", "max_instances", "box_embed_dim", "box_adapter_width",
                      "max_waypoints", "num_stages", "embed_dim"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"ConditionOptions.{name} must be >= 1, got {getattr(self, name)}")

@@ -38,6 +38,9 @@ class StageConfig:
     # frame instead of starting a new scene (session 9). Generation adds the anchor back; context guidance
     # cannot combine branches with different anchors, so it is refused for such a model.
     anchor_to_given: bool = False
+    # Learning rate of the context blend's strengths (model.conditioning.context_blend): a small table whose
+    # least-squares values reach ~0.85 at high noise, too far for the trainer's lr in a few thousand steps.
+    context_blend_lr: float = 0.01
     # min-SNR-gamma loss weighting (Hang et al. 2023); null: uniform.
     min_snr_gamma: float | None = None
     # The space the MSE is measured in (epsilon / v_prediction); null: the model's own prediction type.

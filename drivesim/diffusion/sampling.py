@@ -57,21 +57,14 @@ class GivenFrames:
 
 
 def context_init(given: GivenFrames) -> Tensor:
-    """A guess of every frame from the given ones: a frame between two given frames is their blend
-    by distance, one after (before) all of them the last (first) given frame; given frames are their own."""
-    from drivesim.models.conditioning.context import gather_frames, nearest_given_index
+    """A guess of every frame from the given ones (`context_guess`): a frame between two given frames is
+    their blend by distance, one after (before) all of them the last (first) given frame."""
+    from drivesim.models.conditioning.context import context_guess, nearest_given_index
 
     before, after = nearest_given_index(given.mask)
-    t = given.mask.shape[1]
-    has_before, has_after = before >= 0, after < t
-    if not bool((has_before | has_after).all()):
+    if not bool(((before >= 0) | (after < given.mask.shape[1])).all()):
         raise ValueError("init_strength < 1 needs at least one given frame in every sample")
-    lo = torch.where(has_before, before, after)
-    hi = torch.where(has_after, after, before)
-    index = torch.arange(t, device=lo.device).expand_as(lo)
-    dtype = given.latents.dtype
-    w = ((index - lo).to(dtype) / (hi - lo).clamp_min(1).to(dtype)).clamp(0, 1)[..., None, None, None]
-    return (1 - w) * gather_frames(given.latents, lo) + w * gather_frames(given.latents, hi)
+    return context_guess(given.latents, given.mask)[0]
 
 
 def sample_video(denoiser: Denoiser, scheduler: Any, noise: Tensor, cond: VideoCondition, steps: int,

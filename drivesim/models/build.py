@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from drivesim.config.model import ModelConfig
+from drivesim.models.conditioning.context_blend import attach_schedule
 from drivesim.models.loading import load_image_unet
 from drivesim.models.video_unet import VideoUNet
 
@@ -59,12 +60,15 @@ def build_video_unet(model_cfg: ModelConfig | DictConfig | dict[str, Any],
             raise ValueError(f"model {name}: condition encoders given both as an argument and in `conditioning`")
         condition_encoders = condition_encoders_for(name, cfg["conditioning"], unet)
     temporal = cfg.get("temporal") or {}
-    return VideoUNet.from_image_unet(
+    video = VideoUNet.from_image_unet(
         unet, condition_encoders=condition_encoders,
         extra_in_channels=int(cfg.get("extra_in_channels", 0)),
         temporal_conv=bool(temporal.get("conv", True)), temporal_attention=bool(temporal.get("attention", True)),
         blend_init_logit=float(temporal.get("blend_init_logit", 0.5)),
         temporal_time_embedding=bool(temporal.get("time_embedding", False)))
+    attach_schedule(video, dict(cfg.get("noise_schedule") or ModelConfig().noise_schedule),
+                    str(cfg.get("prediction_type", "epsilon")))
+    return video
 
 
 def condition_encoders_for(name: str, options: dict[str, Any], unet: Any) -> nn.Module:

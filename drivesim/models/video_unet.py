@@ -207,7 +207,13 @@ class VideoUNet(nn.Module):
 
         if self.conv_norm_out is not None:
             h = self.conv_act(self.conv_norm_out(h))
-        return unfold_frames(self.conv_out(h), frames)
+        out = unfold_frames(self.conv_out(h), frames)
+        blend = getattr(self.condition_encoders, "blend", None)
+        if blend is not None and cond is not None and cond.context_latents is not None:
+            assert cond.context_mask is not None  # checked by the condition encoders
+            per_frame = unfold_frames(self._frame_timesteps(timesteps, batch, frames, sample.device), frames)
+            out = blend(out, sample, per_frame, cond.context_latents, cond.context_mask)
+        return out
 
     def _run(self, step: Any, *args: Any) -> Tensor:
         """One spatial layer and its temporal layer, recomputed in backward when checkpointing is on."""

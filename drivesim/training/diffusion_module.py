@@ -65,6 +65,18 @@ class DiffusionModule(StageModule):
             params += [p for p in self.text_encoder.projection.parameters() if p.requires_grad]
         return params
 
+    def configure_optimizers(self) -> Any:
+        """The context blend's strengths (if trained) get their own learning rate and no weight decay."""
+        blend = getattr(self.unet.condition_encoders, "blend", None)
+        mine = [p for p in blend.parameters() if p.requires_grad] if blend is not None else []
+        if not mine:
+            return super().configure_optimizers()
+        ids = {id(p) for p in mine}
+        rest = [p for p in self.trainable() if id(p) not in ids]
+        return self.adamw_with_warmup([{"params": rest},
+                                       {"params": mine, "lr": float(self.stage_cfg.context_blend_lr),
+                                        "weight_decay": 0.0}])
+
     # ------------------------------------------------------------------ inputs
     def latents_of(self, batch: TrainBatch) -> Tensor:
         if batch.latents is not None:

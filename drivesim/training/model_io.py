@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 
 from drivesim.atomic import atomic_write_text
 from drivesim.exports import MODEL_FILE, TEXT_FILE, TEXT_PROJECTION, Export, ExportError
+from drivesim.models.conditioning.context_blend import attach_schedule
 from drivesim.models.video_unet import VideoUNet
 from drivesim.models.weights import GROUPS, group_of
 
@@ -85,6 +86,7 @@ def load_unet_from_export(export: Export) -> VideoUNet:
     if export.stage == "autoencoder":
         raise ExportError(f"{export.path} is an autoencoder export: it has no UNet")
     unet = unet_from_description(export.read_json(MODEL_FILE))
+    attach_schedule(unet, export.scheduler_config(), export.prediction_type or "epsilon")
     full, _ = architecture_hashes(unet)
     if full != export.arch_hash:
         raise ExportError(f"{export.path}: model.json rebuilds a different architecture than the marker records")

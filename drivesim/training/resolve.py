@@ -193,6 +193,12 @@ def _fill_data(cfg: DictConfig, stage: str, ae_path: Path | None) -> None:
     if bool(cfg.stage.get("anchor_to_given", False)) and stage != "temporal":
         raise TrainConfigError(f"stage.anchor_to_given: only the temporal (prediction) stage has an anchor, "
                                f"not {stage}")
+    blend = bool(((model.get("conditioning") or {}) or {}).get("context_blend", False))
+    if blend and bool(cfg.stage.get("anchor_to_given", False)):
+        raise TrainConfigError("model.conditioning.context_blend with stage.anchor_to_given: the blend's guess is "
+                               "a whole frame, the anchored model denoises a difference; choose one")
+    if float(cfg.stage.get("context_blend_lr", 0.01)) <= 0:
+        raise TrainConfigError(f"stage.context_blend_lr={cfg.stage.context_blend_lr} must be > 0")
     if stage == "temporal":
         choices = list(cfg.stage.context_frames)
         if not choices or min(choices) < 0 or max(choices) >= int(data.frames):

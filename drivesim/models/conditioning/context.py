@@ -82,6 +82,26 @@ def nearest_given(latents: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor
             gather_frames(latents, after), (after < mask.shape[1]).to(dtype))
 
 
+def context_guess(latents: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Each frame's guess from the given frames and its distance to the nearest one, (B, T, C, H, W) and
+    (B, T): between two given frames their blend by distance, after (before) all of them the last (first)
+    one; a given frame is its own guess at distance 0. A sample without given frames gets zeros and
+    distance 0 (nothing to guess from)."""
+    before, after = nearest_given_index(mask)
+    t = mask.shape[1]
+    has_before, has_after = before >= 0, after < t
+    lo = torch.where(has_before, before, after)
+    hi = torch.where(has_after, after, before)
+    index = torch.arange(t, device=mask.device).expand_as(lo)
+    dtype = latents.dtype
+    w = ((index - lo).to(dtype) / (hi - lo).clamp_min(1).to(dtype)).clamp(0, 1)[..., None, None, None]
+    guess = (1 - w) * gather_frames(latents, lo) + w * gather_frames(latents, hi)
+    big = torch.full_like(index, t + 1)
+    distance = torch.minimum(torch.where(has_before, index - before, big), torch.where(has_after, after - index, big))
+    distance = torch.where(has_before | has_after, distance, torch.zeros_like(distance))
+    return guess * (has_before | has_after).to(dtype)[..., None, None, None], distance
+
+
 def given_anchor(latents: Tensor, mask: Tensor) -> Tensor:
     """Each frame's nearest given frame at or before it, zeros where there is none (B, T, C, H, W): the
     point a `stage.anchor_to_given` model denoises the difference to (a given frame is its own anchor)."""

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from drivesim.models.condition import ConditionResiduals, VideoCondition
 from drivesim.models.conditioning.boxes import BoxEncoder
 from drivesim.models.conditioning.context import ContextEncoder
+from drivesim.models.conditioning.context_blend import ContextBlend
 from drivesim.models.conditioning.frame_embed import FrameEmbedder
 from drivesim.models.conditioning.options import ConditionOptions
 
@@ -34,6 +35,8 @@ class ConditionEncoders(nn.Module):
         o = options
         self.context = (ContextEncoder(latent_channels, self.block_out_channels[0], reference=o.context_reference)
                         if o.context else None)
+        self.blend = (ContextBlend(o.context_blend_buckets, o.context_blend_distances)
+                      if o.context and o.context_blend else None)
         self.boxes = (BoxEncoder(o.num_box_classes, o.max_instances, o.box_embed_dim, o.box_adapter_width,
                                  self.block_out_channels) if o.boxes else None)
         any_scalar = o.labels or o.ego or o.noise_aug or o.stage or (o.context and o.context_noise)
