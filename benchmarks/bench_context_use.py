@@ -95,7 +95,9 @@ def measure(export_path: Path, world: Path, clips: int) -> dict[str, object]:
 
 
 def implied_output(noisy: torch.Tensor, guess: torch.Tensor, alpha: torch.Tensor, prediction_type: str) -> torch.Tensor:
-    """The model output whose clean frame is exactly `guess` at this noisy sample (eps or v)."""
+    """The model output whose clean frame is exactly `guess` at this noisy sample (eps, v or x0)."""
+    if prediction_type == "sample":
+        return guess
     eps = (noisy - alpha.sqrt() * guess) / (1 - alpha).sqrt()
     if prediction_type == "epsilon":
         return eps

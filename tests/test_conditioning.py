@@ -367,6 +367,12 @@ def test_context_blend_moves_the_clean_estimate_to_the_guess(prediction_type: st
     unset = ContextBlend(4, 3)
     with pytest.raises(RuntimeError, match="set_schedule"):
         unset(out, x, t, context, mask)
+    low = blend.to(torch.bfloat16)  # half precision must not round 1 - alpha_bar(0) to zero (inf, then NaN)
+    assert low.alphas_cumprod.dtype == torch.float64
+    with torch.no_grad():
+        low.weight.fill_(0.5)
+    zero_t = low(out.bfloat16(), x.bfloat16(), torch.zeros(2, 5, dtype=torch.long), context.bfloat16(), mask)
+    assert bool(torch.isfinite(zero_t).all()) and torch.equal(zero_t[1], out[1].bfloat16())
 
 
 def test_context_reference_reaches_every_frame_directly() -> None:

@@ -239,13 +239,17 @@ def test_prediction_stage_with_context_blend(chain: dict[str, Path], tmp_path: P
         blend.weight.fill_(1.0)
         cond = VideoCondition(context_latents=context, context_mask=mask, context_noise_level=torch.zeros(1))
         out_eps = unet(z, t, cond)
+        no_context = unet(z, t, None)
+        blend.weight.zero_()
+        assert torch.equal(no_context, unet(z, t, None))  # no context (a CFG branch): the plain model
+        blend.weight.fill_(1.0)
     a = blend.alphas_cumprod[999].float()
     x0 = (z - (1 - a).sqrt() * out_eps) / a.sqrt()
     assert torch.allclose(x0[:, 2:], context[:, 1:2].expand(1, 2, -1, -1, -1), atol=1e-3)
     bad = main(train_args("prediction", chain["world"], tmp_path / "both", chain["cache"], 1,
                           f"model.pretrained={chain['img'] / 'export'}", "model.conditioning.context_blend=true",
                           "stage.anchor_to_given=true"))
-    assert bad != 0
+    assert bad == 2  # a usage error (one line), before anything trains
 
 
 @pytest.mark.parametrize("name", ["tmp", "itp"])

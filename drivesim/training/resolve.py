@@ -193,7 +193,10 @@ def _fill_data(cfg: DictConfig, stage: str, ae_path: Path | None) -> None:
     if bool(cfg.stage.get("anchor_to_given", False)) and stage != "temporal":
         raise TrainConfigError(f"stage.anchor_to_given: only the temporal (prediction) stage has an anchor, "
                                f"not {stage}")
-    blend = bool(((model.get("conditioning") or {}) or {}).get("context_blend", False))
+    blend = bool((model.get("conditioning") or {}).get("context_blend", False))
+    if blend and stage not in ("temporal", "interpolation"):
+        raise TrainConfigError(f"model.conditioning.context_blend: only the prediction and interpolation stages blend "
+                               f"towards given frames, not {stage}")
     if blend and bool(cfg.stage.get("anchor_to_given", False)):
         raise TrainConfigError("model.conditioning.context_blend with stage.anchor_to_given: the blend's guess is "
                                "a whole frame, the anchored model denoises a difference; choose one")

@@ -39,15 +39,21 @@ class ContextBlend(nn.Module):
         if buckets < 1 or distances < 1:
             raise ValueError(f"context_blend_buckets and context_blend_distances must be >= 1, got {buckets}, {distances}")
         self.weight = nn.Parameter(torch.zeros(buckets, distances))
-        # The schedule is the model's (noise_schedule, prediction_type), not a weight: set after building.
-        self.register_buffer("alphas_cumprod", torch.empty(0), persistent=False)
+        # The schedule is the model's (noise_schedule, prediction_type), not a weight: set after building. A plain
+        # float64 attribute, not a buffer, so that `.to(dtype=bfloat16)` cannot round 1 - alpha_bar(0) to zero.
+        self.alphas_cumprod = torch.empty(0, dtype=torch.float64)
         self.prediction_type = ""
 
     def set_schedule(self, alphas_cumprod: Tensor, prediction_type: str) -> None:
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"context blend: prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
-        self.alphas_cumprod = alphas_cumprod.detach().to(self.weight.device, torch.float64)
+        self.alphas_cumprod = alphas_cumprod.detach().to("cpu", torch.float64)
         self.prediction_type = prediction_type
+
+    def _alphas(self, device: torch.device) -> Tensor:
+        if self.alphas_cumprod.device != device:
+            self.alphas_cumprod = self.alphas_cumprod.to(device)
+        return self.alphas_cumprod
 
     def strength(self, timesteps: Tensor, distance: Tensor) -> Tensor:
         """s for per-frame timesteps (B, T) and distances (B, T) (0: a given frame, never blended)."""
@@ -65,7 +71,8 @@ class ContextBlend(nn.Module):
         s = self.strength(timesteps, distance)
         if not bool((s != 0).any()) and not (torch.is_grad_enabled() and self.weight.requires_grad):
             return out  # nothing to blend (the gradient still reaches a zero table in training)
-        ab = self.alphas_cumprod[timesteps.long().clamp(0, self.alphas_cumprod.numel() - 1)]
+        alphas = self._alphas(timesteps.device)
+        ab = alphas[timesteps.long().clamp(0, alphas.numel() - 1)]
         a, sigma = ab.sqrt().float()[..., None, None, None], (1 - ab).sqrt().float()[..., None, None, None]
         x, g = sample.float(), guess.float()
         if self.prediction_type == "sample":
@@ -73,8 +80,10 @@ class ContextBlend(nn.Module):
         else:
             eps = (x - a * g) / sigma
             implied = eps if self.prediction_type == "epsilon" else a * eps - sigma * g
-        blended = out.float() + s.float()[..., None, None, None] * (implied - out.float())
-        return blended.to(out.dtype)
+        strength = s.float()[..., None, None, None]
+        blended = out.float() + strength * (implied - out.float())
+        blendable = (distance > 0)[..., None, None, None]  # not `strength != 0`: the gradient must reach a zero table
+        return torch.where(blendable, blended, out.float()).to(out.dtype)  # given / context-free frames stay exact
 
 
 def attach_schedule(unet: Any, schedule: dict[str, Any], prediction_type: str) -> None:
