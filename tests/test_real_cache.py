@@ -1,10 +1,8 @@
 """The real-side disk cache: what it stores comes back equal, only listed result types are rebuilt, a file
-under another key or a broken file is one line, and the cache shipped with the package is read after the
-user's."""
+under another key or a broken file is one line."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,6 @@ KEY = {"metric": "temporal", "real": "abc", "protocol": {"fps": 12.0}, "extracto
 @pytest.fixture(autouse=True)
 def caches(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv("DRIVESIM_CACHE", str(tmp_path / "user"))
-    monkeypatch.setattr(real_cache, "shipped_cache_dir", lambda: tmp_path / "shipped")
     return tmp_path
 
 
@@ -44,16 +41,6 @@ def test_unknown_types_are_refused() -> None:
         real_cache.store("temporal", KEY, [object()])
 
 
-def test_the_shipped_cache_is_read_after_the_users(caches: Path) -> None:
-    real_cache.store("temporal", KEY, {"v": np.ones(2)})
-    rel = real_cache.relative_path("temporal", KEY)
-    shipped = caches / "shipped" / rel
-    shipped.parent.mkdir(parents=True)
-    (caches / "user" / rel).rename(shipped)
-    assert real_cache.find_cached(rel) == shipped
-    np.testing.assert_array_equal(real_cache.load("temporal", KEY)["v"], np.ones(2))
-
-
 def test_a_broken_or_foreign_file_is_a_warning_and_a_miss(caches: Path, caplog) -> None:
     path = real_cache.store("temporal", KEY, [1.0])
     other = real_cache.store("layout", KEY, [2.0])
@@ -70,34 +57,3 @@ def test_an_unwritable_cache_is_a_warning(caches: Path, caplog) -> None:
     (caches / "user").write_text("a file where the cache folder should be")
     assert real_cache.store("temporal", KEY, [1.0]) is None
     assert any("is not cached" in r.message for r in caplog.records)
-
-
-def test_the_shipped_demo_cache_matches_the_current_protocol_and_networks(monkeypatch) -> None:
-    """Each file shipped in drivesim/assets/metric_cache (scripts/refresh_metric_cache.sh) is keyed to today's
-    synth-bench-v1 protocol and metric networks; a change to either would leave it unused (the demo slower by
-    the real side) - refresh it then. (A renderer change is seen only at run time, as a cache miss.)"""
-    import cv2
-    from safetensors import safe_open
-
-    from drivesim.metrics.nets.attrnet import build_attrnet
-    from drivesim.metrics.nets.segnet import build_segnet
-    from drivesim.metrics.nets.weights import ATTRIBUTE_NET, LAYOUT_NET, load_net
-    from drivesim.metrics.protocol import load_protocol, plain
-    from drivesim.metrics.suite import REAL_SIDE_VERSION
-
-    monkeypatch.undo()  # the real shipped folder
-    files = sorted(real_cache.shipped_cache_dir().glob("*/*.safetensors"))
-    assert {p.name.split("-")[0] for p in files} == {"fid_synth", "fvd_synth", "layout", "temporal", "action"}
-    protocol = {k: v for k, v in plain(load_protocol("synth-bench-v1")).items() if k != "description"}
-    attributes = load_net(ATTRIBUTE_NET, build_attrnet).record()["sha256"]
-    extractors = {"layout": load_net(LAYOUT_NET, build_segnet).record()["sha256"],
-                  "temporal": f"opencv-dis-medium/{cv2.__version__}",
-                  "action": attributes, "fid_synth": attributes, "fvd_synth": attributes}
-    for path in files:
-        with safe_open(str(path), framework="np") as fh:
-            key = json.loads((fh.metadata() or {})["key"])
-        name = key["metric"]
-        assert path.name == Path(real_cache.relative_path(name, key)).name
-        assert key["protocol"] == json.loads(json.dumps(protocol, default=str)), path
-        assert key["extractor"] == extractors[name], path
-        assert key["code"] == REAL_SIDE_VERSION, path

@@ -1,10 +1,8 @@
 """Real-side results on disk: computed once per (metric, real data identity, protocol, extractor hash).
 
 The real side of a metric is deterministic given those four, and on 2 cores it costs as much as the
-generated side (the demo: about 70 s of its metrics). Two places are read, the user's cache
-(`$DRIVESIM_CACHE`) and the cache shipped inside the package (`drivesim/assets/metric_cache`: the
-demo's held-out scene, keyed by its rendered files' content, so a renderer that draws one byte
-differently misses it and the metric is computed); only the user's cache is written.
+generated side (the demo: about 70 s of its metrics). It lives in the user's cache (`$DRIVESIM_CACHE`);
+nothing is shipped (a cache is never committed), so a fresh machine computes it on its first run.
 
 Values are stored as safetensors arrays plus a JSON structure naming only the result types listed in
 `_TYPES`: nothing but arrays, numbers, strings, lists and dicts is ever rebuilt from a file.
@@ -16,7 +14,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +25,14 @@ from drivesim.metrics.extractors import cache_dir
 log = logging.getLogger(__name__)
 
 
-def shipped_cache_dir() -> Path:
-    """The read-only cache installed with the package."""
-    return Path(str(resources.files("drivesim"))) / "assets" / "metric_cache"
-
-
 def key_digest(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
 def find_cached(relative: str) -> Path | None:
-    """`relative` under the user's cache, else under the shipped cache, else None."""
-    for root in (cache_dir(), shipped_cache_dir()):
-        path = root / relative
-        if path.is_file():
-            return path
-    return None
+    """`relative` under the user's cache, or None."""
+    path = cache_dir() / relative
+    return path if path.is_file() else None
 
 
 def _types() -> dict[str, type]:
