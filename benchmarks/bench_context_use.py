@@ -40,6 +40,7 @@ def measure(export_path: Path, world: Path, clips: int) -> dict[str, object]:
     from drivesim.diffusion.objectives import DiffusionObjective
     from drivesim.exports import read_export
     from drivesim.models.conditioning.context import context_guess, nearest_given
+    from drivesim.models.conditioning.context_blend import implied_output
     from drivesim.training.adapter import batch_to_model_input, frames_to_unit
     from drivesim.training.data import collate_positioned
 
@@ -81,7 +82,7 @@ def measure(export_path: Path, world: Path, clips: int) -> dict[str, object]:
             out = unet(noisy, steps, cond)
             errors[name] = float(((out - target) ** 2).mean(dim=(2, 3, 4))[todo].mean())
             outputs[name] = out
-        blended, strengths = ls_blend(outputs["with"], implied_output(noisy, guess, alphas[step_t], objective.prediction_type),
+        blended, strengths = ls_blend(outputs["with"], implied_output(noisy, guess, alphas[step_t].double(), objective.prediction_type),
                                       target, distance)
         ratio_blend = float(((blended - target) ** 2).mean(dim=(2, 3, 4))[todo].mean()) / errors["without"]
         rows.append({"t": step_t, "mse_with": errors["with"], "mse_without": errors["without"],
@@ -92,16 +93,6 @@ def measure(export_path: Path, world: Path, clips: int) -> dict[str, object]:
     return {"export": str(export_path), "stage": export.stage, "world": str(world), "clips": b, "frames": t,
             "latent_std": float(latents.std()), "copy_nearest_given_x0_mse": copy_mse,
             "data_mean_x0_mse": mean_mse, "rows": rows}
-
-
-def implied_output(noisy: torch.Tensor, guess: torch.Tensor, alpha: torch.Tensor, prediction_type: str) -> torch.Tensor:
-    """The model output whose clean frame is exactly `guess` at this noisy sample (eps, v or x0)."""
-    if prediction_type == "sample":
-        return guess
-    eps = (noisy - alpha.sqrt() * guess) / (1 - alpha).sqrt()
-    if prediction_type == "epsilon":
-        return eps
-    return alpha.sqrt() * eps - (1 - alpha).sqrt() * guess
 
 
 def ls_blend(out: torch.Tensor, implied: torch.Tensor, target: torch.Tensor,

@@ -157,8 +157,8 @@ class VideoUNet(nn.Module):
         x = fold_frames(sample)
         if self.image_config["center_input_sample"]:
             x = 2 * x - 1.0
-        emb = self.time_embedding(self.time_proj(self._frame_timesteps(timesteps, batch, frames, x.device))
-                                  .to(x.dtype))
+        frame_timesteps = self._frame_timesteps(timesteps, batch, frames, x.device)
+        emb = self.time_embedding(self.time_proj(frame_timesteps).to(x.dtype))
         if self.time_embed_act is not None:
             emb = self.time_embed_act(emb)
         text = self._frame_text(cond.text if cond is not None else None, batch, frames, x)
@@ -211,8 +211,7 @@ class VideoUNet(nn.Module):
         blend = getattr(self.condition_encoders, "blend", None)
         if blend is not None and cond is not None and cond.context_latents is not None:
             assert cond.context_mask is not None  # checked by the condition encoders
-            per_frame = unfold_frames(self._frame_timesteps(timesteps, batch, frames, sample.device), frames)
-            out = blend(out, sample, per_frame, cond.context_latents, cond.context_mask)
+            out = blend(out, sample, unfold_frames(frame_timesteps, frames), cond.context_latents, cond.context_mask)
         return out
 
     def _run(self, step: Any, *args: Any) -> Tensor:

@@ -72,18 +72,22 @@ class ContextBlend(nn.Module):
         if not bool((s != 0).any()) and not (torch.is_grad_enabled() and self.weight.requires_grad):
             return out  # nothing to blend (the gradient still reaches a zero table in training)
         alphas = self._alphas(timesteps.device)
-        ab = alphas[timesteps.long().clamp(0, alphas.numel() - 1)]
-        a, sigma = ab.sqrt().float()[..., None, None, None], (1 - ab).sqrt().float()[..., None, None, None]
-        x, g = sample.float(), guess.float()
-        if self.prediction_type == "sample":
-            implied = g
-        else:
-            eps = (x - a * g) / sigma
-            implied = eps if self.prediction_type == "epsilon" else a * eps - sigma * g
+        ab = alphas[timesteps.long().clamp(0, alphas.numel() - 1)][..., None, None, None]
+        implied = implied_output(sample.float(), guess.float(), ab, self.prediction_type)
         strength = s.float()[..., None, None, None]
         blended = out.float() + strength * (implied - out.float())
         blendable = (distance > 0)[..., None, None, None]  # not `strength != 0`: the gradient must reach a zero table
         return torch.where(blendable, blended, out.float()).to(out.dtype)  # given / context-free frames stay exact
+
+
+def implied_output(sample: Tensor, guess: Tensor, alpha_bar: Tensor, prediction_type: str) -> Tensor:
+    """The model output (eps, v or x0) whose clean frame is exactly `guess` at the noisy `sample`;
+    `alpha_bar` (the schedule's cumulative alpha at each frame's timestep) broadcasts against both."""
+    if prediction_type == "sample":
+        return guess
+    a, sigma = alpha_bar.sqrt().float(), (1 - alpha_bar).sqrt().float()
+    eps = (sample - a * guess) / sigma
+    return eps if prediction_type == "epsilon" else a * eps - sigma * guess
 
 
 def attach_schedule(unet: Any, schedule: dict[str, Any], prediction_type: str) -> None:
