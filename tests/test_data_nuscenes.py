@@ -110,6 +110,43 @@ def test_devkit_projection_clips_to_the_image() -> None:
     assert project_box_2d(corners * [[1], [1], [-1]], np.array(K), WIDTH, HEIGHT) is None  # behind the camera
 
 
+def _devkit_box_2d(corners: np.ndarray, intrinsic: np.ndarray, width: int, height: int) -> tuple[float, ...] | None:
+    """The devkit's route alone (shapely hull and canvas), the reference of the loader's fast path."""
+    from nuscenes.scripts.export_2d_annotations_as_json import post_process_coords
+    from nuscenes.utils.geometry_utils import view_points
+    from shapely.geometry import MultiPoint, box
+
+    in_front = corners[:, corners[2] > 0]
+    if in_front.shape[1] == 0:
+        return None
+    uv = view_points(in_front, intrinsic, normalize=True).T[:, :2].tolist()
+    hull, canvas = MultiPoint(uv).convex_hull, box(0, 0, width, height)
+    if not hull.intersects(canvas) or hull.intersection(canvas).geom_type != "Polygon":
+        return None
+    return post_process_coords(uv, imsize=(width, height))
+
+
+def test_fast_projection_is_the_devkit_route_to_the_bit() -> None:
+    """Boxes inside the image take the fast path, the others the devkit's; both give the devkit's floats."""
+    rng = np.random.default_rng(0)
+    unit = np.array([[-1, 1, 1, -1, -1, 1, 1, -1], [-1, -1, 1, 1, -1, -1, 1, 1], [-1, -1, -1, -1, 1, 1, 1, 1]], float)
+    kinds = {"inside": 0, "clipped": 0, "none": 0}
+    for _ in range(3000):
+        yaw = rng.uniform(-np.pi, np.pi)
+        rot = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
+        size = rng.uniform(0.3, 3.0, (3, 1))
+        centre = np.array([[rng.uniform(-30, 30)], [rng.uniform(-3, 3)], [rng.uniform(-4, 60)]])
+        corners = rot @ (unit * size) + centre
+        fast = project_box_2d(corners, np.array(K), WIDTH, HEIGHT)
+        assert fast == _devkit_box_2d(corners, np.array(K), WIDTH, HEIGHT)
+        if fast is None:
+            kinds["none"] += 1
+        else:
+            inside = 0 < fast[0] and fast[2] < WIDTH and 0 < fast[1] and fast[3] < HEIGHT
+            kinds["inside" if inside else "clipped"] += 1
+    assert min(kinds.values()) > 100, kinds  # every route was exercised
+
+
 def test_ego_motion_matches_the_driven_arc(root: Path) -> None:
     ds = NuScenesClips(root, VERSION, frames=5, fps=6.0, size=(45, 80), horizon=3, waypoint_dt=0.5)
     clip = ds[0]

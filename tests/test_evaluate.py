@@ -229,6 +229,45 @@ def test_frame_metrics_take_every_kth_counted_frame_on_both_sides() -> None:
         list(frame_units([video], replace(protocol, fid_frame_stride=0)))
 
 
+def test_layout_scores_every_kth_counted_frame_on_both_sides(monkeypatch) -> None:
+    """`layout_frame_stride`: the detector sees every k-th counted frame, the count running on across clips."""
+    from drivesim.metrics import suite
+    from drivesim.metrics.videos import CondBox, EvalVideo, FrameCond, VideoSeq
+
+    seen: list[int] = []
+
+    def detector(frames: torch.Tensor) -> torch.Tensor:  # labels the box region of frames with an even id
+        seen.extend(frames[:, 0, 0, 0].tolist())
+        labels = torch.zeros(frames.shape[0], 32, 32, dtype=torch.long)
+        labels[frames[:, 0, 0, 0] % 2 == 0, 4:28, 4:28] = 1
+        return labels
+
+    def video(first: int, n: int) -> EvalVideo:
+        frames = torch.zeros(n, 3, 32, 32, dtype=torch.uint8)
+        frames[:, 0, 0, 0] = torch.arange(first, first + n, dtype=torch.uint8)
+        box = (CondBox("a", "car", (4.0, 4.0, 28.0, 28.0)),)
+        return EvalVideo(f"v{first}", frames, 12.0, [FrameCond(i / 12.0, boxes=box) for i in range(n)])
+
+    def fake_detector(opts: suite.SuiteOptions, out: suite.SuiteResult):
+        out.extractors["layout"] = {"name": "fake"}
+        return detector
+
+    monkeypatch.setattr(suite, "_detector", fake_detector)
+    proto = replace(load_protocol("synth-bench-v1"), size=[32, 32], context_frames=1, layout_frame_stride=3)
+    gen = VideoSeq([lambda: video(0, 12)])
+    real = VideoSeq([lambda k=k: video(100 + 8 * k, 8) for k in range(3)])
+    out = suite.SuiteResult()
+    suite._layout(gen, real, suite.SuiteOptions(proto, batch_size=4), out)
+    # generated: counted frames 1..11, every 3rd -> 1, 4, 7, 10; real clips of 8 (7 counted each) -> the count runs on
+    assert seen[:4] == [1, 4, 7, 10]
+    assert seen[4:] == [101, 104, 107, 111, 114, 118, 121]
+    assert out.metrics["layout_recall"]["n"] == 4 and out.metrics["layout_recall"]["value"] == 0.5
+    assert out.metrics["layout_recall"]["n_real"] == 7
+    assert load_protocol("synth-bench-v1").layout_frame_stride == 3
+    with pytest.raises(ValueError, match="layout_frame_stride"):
+        suite._layout(gen, real, suite.SuiteOptions(replace(proto, layout_frame_stride=0)), suite.SuiteResult())
+
+
 def test_real_sides_persist_on_disk_keyed_by_content_when_asked(world, tmp_path: Path, monkeypatch) -> None:
     """A folder copied elsewhere (the demo re-renders its scene into out/ every run) keeps a content identity,
     so its real sides come from the disk cache in a new process; an edited file is a new identity."""

@@ -44,7 +44,11 @@ def project_box_2d(corners: np.ndarray, intrinsic: np.ndarray, width: int, heigh
     in_front = corners[:, corners[2] > 0]
     if in_front.shape[1] == 0:
         return None
-    uv = view_points(in_front, intrinsic, normalize=True).T[:, :2].tolist()
+    points = view_points(in_front, intrinsic, normalize=True).T[:, :2]
+    inside = _box_inside_canvas(points, width, height)
+    if inside is not None:
+        return inside
+    uv = points.tolist()
     # The devkit's helper assumes the hull meets the canvas in an area; a hull touching it in a
     # line or a point (or a degenerate hull) has no 2D box.
     hull = MultiPoint(uv).convex_hull
@@ -52,6 +56,20 @@ def project_box_2d(corners: np.ndarray, intrinsic: np.ndarray, width: int, heigh
     if not hull.intersects(canvas) or hull.intersection(canvas).geom_type != "Polygon":
         return None
     return post_process_coords(uv, imsize=(width, height))
+
+
+def _box_inside_canvas(points: np.ndarray, width: int, height: int) -> tuple[float, ...] | None:
+    """The devkit's 2D box when the projected points lie strictly inside the canvas and span an area: then the
+    hull's intersection with the canvas is the hull itself, whose extremes are the points' own (the same floats).
+    Most boxes are of this kind, and the shapely route costs ~1.5 ms a box (half of loading a synthetic frame);
+    None sends every other case (crossing the border, touching it, degenerate) down the devkit's route."""
+    u, v = points[:, 0], points[:, 1]
+    if not (u.min() > 0 and v.min() > 0 and u.max() < width and v.max() < height):
+        return None
+    d = points[1:] - points[0]
+    if not np.any(d[:, 0, None] * d[None, :, 1] - d[:, 1, None] * d[None, :, 0]):  # collinear: no area
+        return None
+    return float(u.min()), float(v.min()), float(u.max()), float(v.max())
 
 
 _NO_BOXES = (np.zeros((0, 4), np.float64), np.zeros((0, 8, 3), np.float32), np.zeros(0, np.int64),

@@ -14,7 +14,7 @@ from drivesim.config.protocol import ProtocolConfig
 
 #: Keys every protocol record holds (tests check them; the leaderboard groups by `name`).
 RECORD_KEYS = ("name", "dataset", "split", "clip_frames", "fps", "stride", "size", "resize", "context_frames",
-               "count_context", "fid_frame_stride", "max_clips", "seed", "held_out_seeds", "extractors", "generated", "real", "created")
+               "count_context", "fid_frame_stride", "layout_frame_stride", "max_clips", "seed", "held_out_seeds", "extractors", "generated", "real", "created")
 
 
 def protocol_names(conf_dir: Path = CONF_DIR) -> list[str]:
@@ -40,8 +40,9 @@ def load_protocol(name: str, conf_dir: Path = CONF_DIR) -> ProtocolConfig:
 
 def check_protocol(protocol: ProtocolConfig, where: str) -> ProtocolConfig:
     """Values the schema's types cannot rule out, as one line naming the field."""
-    if int(protocol.fid_frame_stride) < 1:
-        raise ValueError(f"{where}: fid_frame_stride must be >= 1, got {protocol.fid_frame_stride}")
+    for stride in ("fid_frame_stride", "layout_frame_stride"):
+        if int(getattr(protocol, stride)) < 1:
+            raise ValueError(f"{where}: {stride} must be >= 1, got {getattr(protocol, stride)}")
     if int(protocol.clip_frames) < 1:
         raise ValueError(f"{where}: clip_frames must be >= 1, got {protocol.clip_frames}")
     return protocol

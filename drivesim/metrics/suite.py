@@ -65,17 +65,28 @@ def clip_length(protocol: ProtocolConfig) -> int:
     return protocol.clip_frames - first_counted(protocol)
 
 
+class FrameStride:
+    """Every `step`-th counted frame, the count running on across videos, so that a side cut into short clips (a
+    real side of 16-frame clips) is sampled at the same rate as long videos."""
+
+    def __init__(self, protocol: ProtocolConfig, field_name: str) -> None:
+        self.step = int(getattr(protocol, field_name))
+        if self.step < 1:
+            raise ValueError(f"protocol {protocol.name}: {field_name} must be >= 1, got {self.step}")
+        self.seen = 0
+
+    def indices(self, counted: int) -> np.ndarray:
+        """Indices (among this video's `counted` counted frames) of the frames taken."""
+        index = np.arange((-self.seen) % self.step, max(0, counted), self.step)
+        self.seen += max(0, counted)
+        return index
+
+
 def frame_units(videos: Iterable[EvalVideo], protocol: ProtocolConfig) -> Iterator[Unit]:
-    """Every `fid_frame_stride`-th counted frame, one video at a time. The count runs on across videos, so a
-    side cut into short clips (a real side of 16-frame clips) is sampled at the same rate as long videos."""
-    start, step = first_counted(protocol), int(protocol.fid_frame_stride)
-    if step < 1:
-        raise ValueError(f"protocol {protocol.name}: fid_frame_stride must be >= 1, got {step}")
-    seen = 0
+    """Every `fid_frame_stride`-th counted frame (`FrameStride`), one video at a time."""
+    start, stride = first_counted(protocol), FrameStride(protocol, "fid_frame_stride")
     for v in videos:
-        counted = max(0, v.frames.shape[0] - start)
-        index = np.arange((-seen) % step, counted, step)
-        seen += counted
+        index = stride.indices(v.frames.shape[0] - start)
         yield Unit(v.frames[start + index], (index + 0.5) / v.fps)
 
 
@@ -241,13 +252,18 @@ def _layout(gen: VideoSeq, real: VideoSeq, opts: SuiteOptions, out: SuiteResult)
 
     def scores(videos: Iterable[EvalVideo], missing: str) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
         parts, times, recall = [], [], []
+        stride = FrameStride(p, "layout_frame_stride")
         for v in with_conditions(videos):
-            frames = v.frames[start:]
-            conds = v.conditions[start:]  # type: ignore[index]
+            assert v.conditions is not None  # as long as the frames (EvalVideo checks it)
+            index = stride.indices(v.frames.shape[0] - start)
+            if not len(index):
+                continue
+            frames = v.frames[start + index]
+            conds = [v.conditions[start + int(i)] for i in index]
             labels = torch.cat([predict(frames[i:i + opts.batch_size]) for i in range(0, frames.shape[0], opts.batch_size)])
             s = score_frames(labels, conds, p.min_box_px)
             parts.append(s)
-            times.append((np.arange(len(conds)) + 0.5) / v.fps)
+            times.append((index + 0.5) / v.fps)
             recall.append(np.where(s.boxes > 0, s.found / np.maximum(s.boxes, 1), np.nan))
         _need(bool(parts), missing)
         boxes = np.concatenate([s.boxes for s in parts])
