@@ -77,15 +77,17 @@ def evaluate_folder(generated: str | Path, *, real: str | Path | None = None, da
                     protocol: str | ProtocolConfig | DictConfig | dict = "synth-bench-v1", metrics: list[str] | None = None,
                     out: str | Path | None = None, inception: str | None = None, i3d: str | None = None,
                     layout_detector: str | None = None, batch_size: int = 16, cache: bool = True,
-                    data_by_content: bool = False) -> dict:
+                    data_by_content: bool = False, strict: bool = True) -> dict:
     """Evaluate the videos under `generated`; write DIR/metrics.json, summary.md and plots when `out` is set.
     `data_by_content`: the real side's cache key is the dataset's file content (a folder re-rendered or moved
-    still hits the cache; hashing reads every file, so meant for small data such as the demo's scene)."""
+    still hits the cache; hashing reads every file, so meant for small data such as the demo's scene).
+    `strict`: a group named in `metrics` that cannot run raises `Unavailable`; else it is listed under
+    `unavailable` with its reason and the others still run."""
     proto = as_protocol(protocol)
     gen_videos, gen_info = load_generated(generated, proto)
     real_videos, real_info = load_real(proto, real, data, by_content=data_by_content)
     opts = SuiteOptions(proto, metrics, inception, i3d, layout_detector, batch_size,
-                        real_identity=real_info.get("identity") if cache else None)
+                        real_identity=real_info.get("identity") if cache else None, strict=strict)
     result = run_suite(gen_videos, real_videos, opts)
     real_info["frames_read"] = sum(real_videos.frames_seen.values())
     report = {"protocol": protocol_record(proto, result.extractors, gen_info, real_info),
