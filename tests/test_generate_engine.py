@@ -137,6 +137,29 @@ def test_interpolation_model_with_wrong_window_is_refused(models: dict[str, obje
         engine.validate()
 
 
+def test_a_shorter_prediction_window_makes_fewer_keys_per_call(models: dict[str, object], tmp_path: Path) -> None:
+    """prediction_window=3 on a 4-frame model: one new key per call after two given, the model run on 3 frames."""
+    engine = _engine(models)
+    engine.prediction_window = 3
+    engine.validate()
+    calls: list[int] = []
+    original = engine.prediction.unet.forward
+
+    def spy(x, t, cond):  # type: ignore[no-untyped-def]
+        calls.append(x.shape[1])
+        return original(x, t, cond)
+
+    engine.prediction.unet.forward = spy  # type: ignore[method-assign]
+    plan = engine.plan(7)
+    assert [len(c.new_keys) for c in plan.chunks() if c.kind != "image"] == [2, 1, 1, 1, 1]  # the first: 1 given
+    result = rollout_to_folder(engine, _timeline(), SceneInputs(), tmp_path, 0, 7 / 3, {}, show_progress=False)
+    assert result.frames == 7 and set(calls) == {3}
+    for bad in (2, 5):  # not more than the context; not longer than the export's window
+        engine.prediction_window = bad
+        with pytest.raises(ValueError, match="prediction_window"):
+            engine.validate()
+
+
 def test_two_interpolation_passes_give_x16(models: dict[str, object], tmp_path: Path) -> None:
     engine = _engine(models, interpolation=True)
     engine.interpolation_passes = 2

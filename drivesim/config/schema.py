@@ -48,6 +48,9 @@ class GenerateConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (the model; sampling maths stays fp32)
     resume: bool = True
     context_frames: int = 2  # keys each prediction call conditions on
+    # Frames of one prediction call, its context included; null: the export's clip length. Fewer new keys
+    # per call keep each one nearer its given frames (the context blend's strength falls with distance).
+    prediction_window: int | None = None
     decode_chunk: int = 8  # frames per VAE decoder call
     # video: one folder per seed; nuscenes: out= is a nuScenes-format dataset, one scene per scenario and
     # seed appended (drivesim.pipelines.nuscenes_export), rollouts kept under out/rollouts/
@@ -93,6 +96,7 @@ class DemoConfig:
     protocol: str = "synth-bench-v1"  # its first held-out seed gives the scene; its metrics are measured
     scene_seed: int | None = None  # null: the protocol's first held-out seed (never a training seed)
     context_frames: int = 2  # the scene's first rendered key frames given as context
+    prediction_window: int | None = None  # frames of one prediction call (generate's prediction_window)
     # A cascade without an interpolation export: true runs at the prediction export's key rate (said in
     # the log and run.json); false exits 2.
     allow_missing_interpolation: bool = True

@@ -92,6 +92,8 @@ def replay_config(cfg: DictConfig, plan: CascadePlan, synth: Path, scene: str, o
                  f"context_frames={max(1, int(cfg.context_frames))}", f"seconds={float(cfg.seconds)!r}",
                  f"seed={int(cfg.seed)}", f"device={cfg.device}", f"precision={cfg.precision}",
                  f"decode_chunk={int(cfg.decode_chunk)}", f"resume={str(bool(cfg.resume)).lower()}"]
+    if cfg.get("prediction_window") is not None:
+        overrides.append(f"prediction_window={int(cfg.prediction_window)}")
     if "interpolation" in plan.stages:
         overrides.append(f"interpolation={plan.stages['interpolation'].path}")
     gen = compose_command("generate", overrides)

@@ -97,6 +97,7 @@ class Engine:
     context_frames: int = 2
     decode_chunk: int = 8
     device: str = "cpu"
+    prediction_window: int | None = None  # frames of one prediction call; None: the export's clip length
     _warned_pass: bool = field(default=False, repr=False)
 
     @property
@@ -133,11 +134,16 @@ class Engine:
                                                or self.interpolation.frames < INTERPOLATION_FACTOR + 1):
             raise GenerateError(f"the interpolation model runs on {self.interpolation.frames} frames; "
                              f"x{INTERPOLATION_FACTOR} needs {INTERPOLATION_FACTOR}k+1 frames")
+        w = self.prediction_window
+        if w is not None and not self.context_frames < w <= self.prediction.frames:
+            raise GenerateError(f"prediction_window={w}: must lie in [{self.context_frames + 1}, "
+                                f"{self.prediction.frames}] (more than context_frames={self.context_frames}, at most "
+                                f"the prediction export's {self.prediction.frames} frames)")
         self.plan(1)
 
     def plan(self, frames: int, given: int = 0) -> RolloutPlan:
         return RolloutPlan(frames=frames, out_fps=self.out_fps, factor=self.factor, given=given,
-                           window=self.prediction.frames, context=self.context_frames)
+                           window=self.prediction_window or self.prediction.frames, context=self.context_frames)
 
     # ------------------------------------------------------------------ one chunk
     @torch.no_grad()

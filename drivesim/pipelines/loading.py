@@ -105,7 +105,7 @@ def sampler_settings(sampler: Any) -> SamplerSettings:
 def load_cascade(checkpoint: str | None, interpolation: str | None, sampler: Any, *, passes: int = 1,
                  device: str = "cpu", precision: str = "fp32", context_frames: int = 2,
                  decode_chunk: int = 8, upsampler: str | None = None, decoder: str | None = None,
-                 lora: str | None = None) -> LoadedCascade:
+                 lora: str | None = None, prediction_window: int | None = None) -> LoadedCascade:
     """Read the exports, build every stage's model on `device`, and the engine over them."""
     if not checkpoint:
         raise GenerateError("checkpoint= is required: a temporal (prediction) export or a cascade folder")
@@ -150,7 +150,8 @@ def load_cascade(checkpoint: str | None, interpolation: str | None, sampler: Any
         fps=float(prediction.fps), latent_size=(size[0] // down, size[1] // down),
         image=stage(exports["image"]) if "image" in exports else None,
         interpolation=stage(exports["interpolation"]) if "interpolation" in exports else None,
-        interpolation_passes=passes, context_frames=context_frames, decode_chunk=decode_chunk, device=device)
+        interpolation_passes=passes, context_frames=context_frames, decode_chunk=decode_chunk, device=device,
+        prediction_window=prediction_window)
     if engine.image is None:
         log.warning("no image export found beside %s: the prediction model (image-only) makes the first frame",
                     prediction.path)

@@ -97,7 +97,8 @@ def cascade_from_config(cfg: DictConfig, device: str | None = None) -> LoadedCas
     return load_cascade(cfg.checkpoint, cfg.interpolation, cfg.sampler, passes=int(cfg.interpolation_passes),
                         device=str(device or cfg.device), precision=str(cfg.precision),
                         context_frames=int(cfg.context_frames), decode_chunk=int(cfg.decode_chunk),
-                        upsampler=cfg.upsampler, decoder=cfg.decoder, lora=cfg.lora)
+                        upsampler=cfg.upsampler, decoder=cfg.decoder, lora=cfg.lora,
+                        prediction_window=cfg.get("prediction_window"))
 
 
 def prepare(cfg: DictConfig, cascade: LoadedCascade | None = None) -> Job:
@@ -173,7 +174,8 @@ def _record(job: Job) -> dict[str, Any]:
     stages = {"prediction": engine.prediction, "image": engine.image, "interpolation": engine.interpolation}
     return {"exports": job.cascade.stages, "scenario": job.scenario.name,
             "stages": {name: {"frames": s.frames, "context_noise_level": s.context_noise_level}
-                       for name, s in stages.items() if s is not None}}
+                       for name, s in stages.items() if s is not None},
+            "prediction_window": engine.prediction_window or engine.prediction.frames}
 
 
 def _seconds(override: float | None, own: float | None) -> float:
