@@ -190,8 +190,9 @@ def make_methods(settings: BenchSettings, cfg: Any, plan: CascadePlan) -> None:
         if not _done(folder["cascade"]):
             drive = replay_drive(cfg, plan, root, scene, folder["cascade"], show_progress=False)
             RolloutStore(drive.result.out).discard()
-            cascade = drive.job.cascade
-        job = prepare(replay_config(cfg, plan, root, scene, folder["cascade"]), cascade)
+            job = drive.job  # its timeline already holds every frame's boxes (~20 s to prepare again)
+        else:
+            job = prepare(replay_config(cfg, plan, root, scene, folder["cascade"]), cascade)
         cascade = job.cascade
         record = json.loads((folder["cascade"] / "run.json").read_text()).get("demo", {})
         conditions = folder["cascade"] / "conditions.jsonl"
