@@ -51,6 +51,14 @@ def test_generate_writes_the_outputs_and_prints_their_paths(cascade: dict[str, P
     assert "interpolation" in run["stage_seconds"]
 
 
+def test_prediction_window_is_used_and_recorded(cascade: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "window"
+    assert main(_args(cascade, out, "prediction_window=3", "seconds=1")) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["prediction_window"] == 3 and run["config"]["prediction_window"] == 3
+    assert len(_decoded(out / "video.mp4")) == 3  # 1 s at the micro export's 3 fps
+
+
 def test_cascade_folder_and_several_seeds(cascade: dict[str, Path], tmp_path: Path) -> None:
     args = _args(cascade, tmp_path / "multi", "seeds=[1,2]", "seconds=1")
     args[1] = f"checkpoint={cascade['temporal'].parent}"
@@ -77,6 +85,8 @@ def _scenario_file(tmp_path: Path, **changes: object) -> Path:
         (lambda c, t: ["sampler.name=heun"], "sampler.name"),
         (lambda c, t: ["sampler.guidance_mode=stacked"], "guidance_mode"),
         (lambda c, t: [f"interpolation={c['image']}"], "interpolation"),
+        (lambda c, t: ["prediction_window=9"], "prediction_window"),  # longer than the export's 4 frames
+        (lambda c, t: ["prediction_window=2"], "prediction_window"),  # no frame left after 2 context keys
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(cascade: dict[str, Path], tmp_path: Path,
