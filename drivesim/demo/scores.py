@@ -3,7 +3,7 @@
 One `evaluate_folder` call, not strict: a group whose network weights are absent is listed under
 `unavailable` with its reason while the others are still measured; nothing is substituted. (One call
 per group read the generated video, opened the devkit tables and hashed the scene once per group: ~16 s
-of a first demo run, session 11.) FID (the real Inception, about 0.5 s per frame on 2 cores) and FVD (a
+of a first demo run, session 11.) FID (the real Inception, about 0.2 s per frame on 2 cores, session 11) and FVD (a
 local I3D) are left to `drivesim evaluate` and `benchmarks/synth_bench.py`.
 """
 
@@ -50,7 +50,5 @@ def measure(generated: Path, protocol: ProtocolConfig, fps: float, groups: list[
         log.warning("metrics unavailable: %s", reason)
         return {"protocol": protocol_record(proto, {}, {"root": str(generated)}, {"data": data}), "metrics": {},
                 "unavailable": dict.fromkeys(groups, reason), "not_run": not_run}
-    for group, reason in part.get("unavailable", {}).items():
-        log.warning("%s: unavailable: %s", group, reason)
     return {"protocol": part["protocol"], "metrics": part["metrics"], "unavailable": part.get("unavailable", {}),
             "not_run": not_run}
