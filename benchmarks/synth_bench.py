@@ -14,7 +14,10 @@ in `drivesim generate`'s format, conditioned on (and judged against) the same re
   copy_last_frame  the last context frame, held
   image_model      the cascade's image model, each frame on its own (no temporal layers), same conditions
   cascade          `drivesim demo`'s replay path (one engine: drivesim.demo.replay_drive)
-Videos go under --work; a killed run resumes there (finished drives are kept; other settings start over).
+Videos go under --work, each method's with the settings they depend on (<method>/stamp.json) and its scores
+(<method>/scores.json): a killed run resumes there (finished drives are kept), and benchmarking another
+cascade regenerates and measures only what depends on the changed exports (a new prediction or
+interpolation model: the cascade's drives only; the baselines keep their videos and scores).
 Writes <out>.json and <out>.md (default benchmarks/results/synth_bench); videos under --work.
 """
 
@@ -276,29 +279,86 @@ def cascade_identity(plan: CascadePlan) -> dict[str, str]:
     return {stage: folder_digest(export.path) for stage, export in sorted(plan.stages.items())}
 
 
-def work_stamp(settings: BenchSettings, cfg: Any, plan: CascadePlan) -> str:
-    """Everything that changes the videos (not their scores): the cascade's files, the drives, the demo config."""
+def method_stamps(settings: BenchSettings, cfg: Any, plan: CascadePlan) -> dict[str, str]:
+    """Per method, everything that changes its videos (not their scores). A baseline does not depend on the
+    model under test: benchmarking a retrained prediction or interpolation model regenerates the cascade's
+    drives only (the floor, copy-last and the autoencoder also keep across image-model changes)."""
     video_keys = ("held_out_seeds", "render", "size", "fps", "camera")
-    protocol = {k: v for k, v in plain(settings.protocol).items() if k in video_keys}
-    return json.dumps({"protocol": protocol, "cascade": cascade_identity(plan), "seconds": cfg.seconds,
-                       "max_drives": settings.max_drives, "demo": OmegaConf.to_container(cfg, resolve=True)},
-                      sort_keys=True, default=str)
+    drives = {"protocol": {k: v for k, v in plain(settings.protocol).items() if k in video_keys},
+              "seconds": cfg.seconds, "max_drives": settings.max_drives, "fps": plan.out_fps,
+              "start": plan.start_time(int(cfg.context_frames)), "context_frames": int(cfg.context_frames),
+              "floor_seed_offset": FLOOR_SEED_OFFSET}
+    ids = cascade_identity(plan)
+    autoencoder = {**drives, "autoencoder": ids.get("autoencoder", ids["temporal"]), "chunk": CHUNK}
+    demo = OmegaConf.to_container(cfg, resolve=True)
+    image = {**autoencoder, "image": ids.get("image"), "sampler": demo["sampler"], "seed": demo["seed"]}  # type: ignore[index]
+    stamps = {"real": drives, "copy_last_frame": drives, "autoencoder": autoencoder, "image_model": image,
+              "cascade": {**drives, "cascade": ids, "demo": demo}}
+    return {m: json.dumps(v, sort_keys=True, default=str) for m, v in stamps.items()}
 
 
-def prepare_work(settings: BenchSettings, cfg: Any, plan: CascadePlan) -> None:
-    """Keep --work when it holds this very benchmark (a resume); empty it when its settings differ."""
-    stamp = settings.work / "bench.json"
-    wanted = work_stamp(settings, cfg, plan)
+LEGACY_STAMP = "bench.json"
+STAMP = "stamp.json"  # work/<method>/stamp.json: the settings its videos were written with
+SCORES = "scores.json"  # work/<method>/scores.json: its measured metrics, with what they depend on
+#: Version of this benchmark's scoring (the metric code it calls): part of every scores key; bump it when a
+#: metric's computation changes, so that no method keeps scores of the old code.
+SCORES_VERSION = 1
+
+
+def prepare_work(settings: BenchSettings, stamps: dict[str, str]) -> None:
+    """Keep each method's videos in --work when they were written with the same settings (a resume, or a
+    benchmark of another cascade: the baselines stay); empty a method's folder when its settings differ."""
     if settings.work.exists():
-        if stamp.is_file() and stamp.read_text() == wanted:
-            log.info("resuming the benchmark in %s", settings.work)
-            return
-        foreign = sorted(p.name for p in settings.work.iterdir() if p.name not in (*METHODS, "bench.json"))
+        foreign = sorted(p.name for p in settings.work.iterdir() if p.name not in (*METHODS, LEGACY_STAMP))
         if foreign:
             raise DemoError(f"--work {settings.work} holds {foreign[0]}, not a benchmark's videos: not deleting it")
-        shutil.rmtree(settings.work)
-    settings.work.mkdir(parents=True)
-    atomic_write_text(stamp, wanted)
+    (settings.work / LEGACY_STAMP).unlink(missing_ok=True)  # one stamp for all methods (session 11): superseded
+    for method, wanted in stamps.items():
+        folder = settings.work / method
+        stamp = folder / STAMP
+        if folder.exists():
+            if stamp.is_file() and stamp.read_text() == wanted:
+                log.info("%s: keeping its videos in %s", method, folder)
+                continue
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        atomic_write_text(stamp, wanted)
+
+
+def extractor_identity(groups: list[str]) -> dict[str, Any]:
+    """The networks the scores come from: the FID Inception file's sha256 and the metric nets' files."""
+    from drivesim.metrics.extractors import inception_path, sha256_file
+    from drivesim.metrics.nets.weights import weights_dir
+
+    inception = inception_path()
+    nets = weights_dir()
+    return {"inception": sha256_file(inception) if "fid" in groups and inception.is_file() else None,
+            "nets": {p.name: sha256_file(p) for p in sorted(nets.glob("*.safetensors"))} if nets.is_dir() else {}}
+
+
+def scores_key(settings: BenchSettings, stamp: str, fps: float) -> str:
+    from drivesim import __version__
+    from drivesim.metrics.suite import REAL_SIDE_VERSION
+
+    return json.dumps({"videos": stamp, "protocol": plain(settings.protocol), "groups": sorted(settings.metrics),
+                       "fps": fps, "code": [SCORES_VERSION, REAL_SIDE_VERSION, __version__],
+                       "extractors": extractor_identity(settings.metrics)}, sort_keys=True, default=str)
+
+
+def measure_method(settings: BenchSettings, method: str, stamp: str, fps: float) -> dict[str, Any]:
+    """The method's scores: measured, or read back from its scores.json when nothing they depend on changed
+    (videos, protocol, metric groups, scoring code, extractor files). A baseline is measured once per protocol."""
+    folder = settings.work / method
+    key = scores_key(settings, stamp, fps)
+    saved = folder / SCORES
+    if saved.is_file():
+        record = json.loads(saved.read_text())
+        if record.get("key") == key:
+            log.info("%s: scores from %s (same videos, protocol and extractors)", method, saved)
+            return dict(record["result"])
+    result = measure(folder, settings.protocol, fps, settings.metrics, cache=True)
+    atomic_write_text(saved, json.dumps({"key": key, "result": result}, default=str) + "\n")
+    return result
 
 
 def run_bench(settings: BenchSettings, command: str = "") -> dict[str, Any]:
@@ -309,7 +369,8 @@ def run_bench(settings: BenchSettings, command: str = "") -> dict[str, Any]:
     seconds = settings.seconds or (np.floor((render - plan.start_time(int(cfg.context_frames))) * plan.out_fps)
                                    / plan.out_fps)
     cfg.seconds = float(seconds)
-    prepare_work(settings, cfg, plan)
+    stamps = method_stamps(settings, cfg, plan)
+    prepare_work(settings, stamps)
     make_methods(settings, cfg, plan)
     if settings.generate_only:
         log.info("videos written under %s (--generate-only: not measured)", settings.work)
@@ -318,8 +379,8 @@ def run_bench(settings: BenchSettings, command: str = "") -> dict[str, Any]:
     methods = {}
     for method in METHODS:
         folder = settings.work / method
-        if folder.is_dir():
-            methods[method] = measure(folder, settings.protocol, plan.out_fps, settings.metrics, cache=True)
+        if any(folder.glob("*/run.json")):
+            methods[method] = measure_method(settings, method, stamps[method], plan.out_fps)
             methods[method]["wall_seconds"] = walls[method]
     first = next(iter(methods.values()))
     report = {"command": command, "protocol": first["protocol"], "cascade": str(plan.path), "fps": plan.out_fps,

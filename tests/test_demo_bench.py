@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -33,6 +34,7 @@ def test_synth_bench_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     write_micro_exports(tmp_path / "exports", interpolation=True)
     ship([tmp_path / "exports"], tmp_path / "cascade")
     bench = _bench_module()
+    real_replay = bench.replay_drive
     out = tmp_path / "results" / "synth_bench"
     args = ["--cascade", str(tmp_path / "cascade"), "--set", "held_out_seeds=[90002]", "render.scenes=1",
             "render.seconds=3", "clip_frames=8", "--metrics", "temporal", "fid_synth",
@@ -50,7 +52,7 @@ def test_synth_bench_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         assert len((run.parent / "conditions.jsonl").read_text().splitlines()) == frames, method
     m = {k: v["metrics"] for k, v in report["methods"].items()}
     # The floor is another seed's drive rendered the same way (never the held-out frames themselves).
-    assert [p.name for p in (tmp_path / "work" / "real").iterdir()] == ["seed-90102-synth-0000"]
+    assert [p.name for p in (tmp_path / "work" / "real").iterdir() if p.is_dir()] == ["seed-90102-synth-0000"]
     assert m["copy_last_frame"]["temporal_flow"]["generated"] < 1e-3  # a held frame has no motion at all
     assert m["real"]["temporal_flow"]["value"] < m["copy_last_frame"]["temporal_flow"]["value"]
     assert report["targets"]["temporal_warp_beats_copy_last_frame"] in (True, False)
@@ -65,9 +67,27 @@ def test_synth_bench_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     again = json.loads(out.with_suffix(".json").read_text())
     assert again["methods"]["cascade"]["metrics"] == report["methods"]["cascade"]["metrics"]
     assert again["wall_seconds"] == report["wall_seconds"] and report["wall_seconds"]["cascade"] > 0
-    # A scoring setting changes no video: the rerun keeps them; another cascade would start over.
+    # A scoring setting changes no video: the rerun keeps them (and measures again, under the new protocol).
     monkeypatch.setattr(bench, "replay_drive", lambda *a, **k: pytest.fail("videos were regenerated"))
-    assert bench.main([*args[:args.index("clip_frames=8")], "clip_frames=4", *args[args.index("clip_frames=8") + 1:]]) == 0
+    measured: list[str] = []
+    real_measure = bench.measure
+    monkeypatch.setattr(bench, "measure", lambda folder, *a, **k: measured.append(folder.name) or real_measure(folder, *a, **k))
+    args4 = [*args[:args.index("clip_frames=8")], "clip_frames=4", *args[args.index("clip_frames=8") + 1:]]
+    assert bench.main(args4) == 0
+    assert sorted(measured) == sorted(report["methods"])
+    # Another interpolation model: only the cascade's drives are generated and measured again; the baselines
+    # (floor, copy-last, autoencoder, image model) keep their videos and scores.
+    shutil.copytree(tmp_path / "cascade", tmp_path / "cascade2")
+    (tmp_path / "cascade2" / "interpolation" / "retrained.json").write_text("{}\n")  # another weight digest
+    replayed: list[str] = []
+    monkeypatch.setattr(bench, "replay_drive", lambda *a, **k: replayed.append(a[3]) or real_replay(*a, **k))
+    monkeypatch.setattr(bench, "_autoencoder", lambda *a, **k: pytest.fail("the autoencoder baseline was redone"))
+    monkeypatch.setattr(bench, "_image_model", lambda *a, **k: pytest.fail("the image-model baseline was redone"))
+    measured.clear()
+    assert bench.main(["--cascade", str(tmp_path / "cascade2"), *args4[2:]]) == 0
+    assert replayed == ["synth-0000"] and measured == ["cascade"]
+    other = json.loads(out.with_suffix(".json").read_text())
+    assert other["methods"]["autoencoder"]["metrics"]["temporal_warp"]["n"] > 0
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")

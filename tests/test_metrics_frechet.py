@@ -86,3 +86,42 @@ def test_stats_from_sums_equal_stats_from_features() -> None:
     b = GaussianStats.from_sums(f.sum(0), f.T @ f, 40)
     np.testing.assert_allclose(a.mu, b.mu, atol=1e-12)
     np.testing.assert_allclose(a.sigma, b.sigma, atol=1e-10)
+
+
+def _exact_trace_sqrt(real: GaussianStats, samples: np.ndarray) -> float:
+    """tr((S_real S_samples)^(1/2)) at 40 digits (mpmath) on the N x N form: the reference for both routes."""
+    import mpmath
+
+    mpmath.mp.dps = 40
+    n, c = samples.shape[0], samples - samples.mean(0)
+    small = mpmath.matrix(c.tolist()) * mpmath.matrix(real.sigma.tolist()) * mpmath.matrix(c.T.tolist()) / (n - 1)
+    return float(sum(mpmath.sqrt(max(e, 0)) for e in mpmath.eigsy(small)[0]))
+
+
+@pytest.mark.parametrize("n,d", [(2, 64), (8, 256), (24, 64), (64, 64), (100, 32)])
+def test_distance_to_few_samples_is_the_full_distance(n: int, d: int) -> None:
+    """The drift windows' N x N route (N < D) gives the distance to round-off (40-digit reference); the
+    D x D route is off by ~1e-6 relative there (square roots of its round-off eigenvalues), so it gets a looser
+    bound; with N >= D both routes are the same code."""
+    rng = np.random.default_rng(n * 1000 + d)
+    real = GaussianStats.from_features(rng.normal(size=(3 * d, d)) @ rng.normal(size=(d, d)) * 0.3)
+    samples = rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) * 0.2 + 0.5
+    full = real.distance(GaussianStats.from_features(samples))
+    fast = real.distance_to_samples(samples)
+    if n >= d:
+        assert fast == full
+        return
+    diff = samples.mean(0) - real.mu
+    exact = (float(diff @ diff) + np.trace(real.sigma) + np.trace(np.cov(samples, rowvar=False))
+             - 2 * _exact_trace_sqrt(real, samples))
+    assert fast == pytest.approx(exact, rel=1e-11)
+    assert full == pytest.approx(exact, rel=1e-5)
+    assert abs(fast - exact) < abs(full - exact)
+
+
+def test_distance_to_samples_refuses_wrong_shapes() -> None:
+    real = GaussianStats.from_features(np.random.default_rng(0).normal(size=(10, 4)))
+    with pytest.raises(ValueError, match="need features"):
+        real.distance_to_samples(np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="need features"):
+        real.distance_to_samples(np.zeros((1, 4)))

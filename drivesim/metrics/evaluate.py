@@ -76,7 +76,7 @@ def load_real(protocol: ProtocolConfig, real: str | Path | None, data: Any,
 def evaluate_folder(generated: str | Path, *, real: str | Path | None = None, data: Any = None,
                     protocol: str | ProtocolConfig | DictConfig | dict = "synth-bench-v1", metrics: list[str] | None = None,
                     out: str | Path | None = None, inception: str | None = None, i3d: str | None = None,
-                    layout_detector: str | None = None, batch_size: int = 16, cache: bool = True,
+                    layout_detector: str | None = None, batch_size: int = 8, cache: bool = True,
                     data_by_content: bool = False, strict: bool = True) -> dict:
     """Evaluate the videos under `generated`; write DIR/metrics.json, summary.md and plots when `out` is set.
     `data_by_content`: the real side's cache key is the dataset's file content (a folder re-rendered or moved

@@ -51,7 +51,7 @@ class FID(FrechetMetric):
     `dtype`: the extraction precision (float32 is the protocol; bfloat16 is faster on some CPUs).
     """
 
-    def __init__(self, extractor: str | Path | None = None, batch_size: int = 16,
+    def __init__(self, extractor: str | Path | None = None, batch_size: int = 8,
                  dtype: torch.dtype = torch.float32, **kwargs: Any) -> None:
         self.file: ExtractorFile = locate_inception(extractor)
         model = load_torchscript(self.file).to(dtype)
@@ -67,6 +67,7 @@ class FID(FrechetMetric):
         out = []
         for start in range(0, batch.shape[0], self.batch_size):
             x = preprocess_fid(batch[start:start + self.batch_size].cpu()).to(self.feature_dtype)
+            x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's layout: 0.20 -> 0.15 s a frame, 2 cores
             with torch.no_grad():
                 out.append(self.extractor(x).to(torch.float64))
         return torch.cat(out) if out else torch.zeros(0, self.num_features, dtype=torch.float64)
@@ -74,4 +75,5 @@ class FID(FrechetMetric):
     def protocol(self) -> dict[str, Any]:
         return {"name": FID_PROTOCOL, "extractor": self.file.record(), "input": "uint8 RGB (N, 3, H, W)",
                 "resize": f"F.interpolate to {FID_INPUT}x{FID_INPUT}, bilinear, align_corners=False, no antialias",
-                "scale": "(x - 128) / 128", "features": f"{self.num_features}-d pool", "dtype": str(self.feature_dtype)}
+                "scale": "(x - 128) / 128", "features": f"{self.num_features}-d pool", "dtype": str(self.feature_dtype),
+                "memory_format": "channels_last"}

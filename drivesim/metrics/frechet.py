@@ -92,3 +92,28 @@ class GaussianStats:
 
     def distance(self, other: GaussianStats) -> float:
         return frechet_distance(self.mu, self.sigma, other.mu, other.sigma)
+
+    def distance_to_samples(self, features: ArrayLike) -> float:
+        """`self.distance(GaussianStats.from_features(features))`, in O(N D^2) instead of O(D^3) when the N
+        samples are fewer than the D dimensions (a drift window: 8 frames against 2048-d Inception features).
+
+        With X the (N, D) centred features, S2 = X^T X / (N - 1), and the non-zero eigenvalues of S1 S2 are
+        those of the (N, N) matrix X S1 X^T / (N - 1): the same trace of the square root, exactly, from an
+        N x N `eigvalsh` instead of two D x D eigendecompositions (~0.1 s instead of ~3 s at D = 2048)."""
+        f = _as_f64(features, "features")
+        if f.ndim != 2 or f.shape[0] < 2 or f.shape[1] != self.mu.shape[0]:
+            raise ValueError(f"need features (N >= 2, {self.mu.shape[0]}), got shape {f.shape}")
+        n = f.shape[0]
+        if n >= f.shape[1]:
+            return self.distance(GaussianStats.from_features(f))
+        mu = f.mean(0)
+        centred = f - mu
+        small = centred @ self.sigma @ centred.T / (n - 1)
+        values = np.linalg.eigvalsh((small + small.T) / 2)
+        tr_covmean = float(np.sqrt(np.clip(values, 0.0, None)).sum())
+        if not np.isfinite(tr_covmean):  # eigvalsh of a finite symmetric matrix: not expected; the full route then
+            return self.distance(GaussianStats.from_features(f))
+        diff = mu - self.mu
+        trace_samples = float((centred * centred).sum()) / (n - 1)
+        value = float(diff @ diff + np.trace(self.sigma) + trace_samples - 2.0 * tr_covmean)
+        return max(value, 0.0)

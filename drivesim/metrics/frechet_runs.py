@@ -15,7 +15,6 @@ import torch
 
 from drivesim.metrics.drift import windows
 from drivesim.metrics.extractors import cache_dir
-from drivesim.metrics.frechet import GaussianStats
 from drivesim.metrics.frechet_metric import FrechetMetric
 from drivesim.metrics.real_cache import find_cached, key_matches
 from drivesim.progress import progress
@@ -101,7 +100,7 @@ def run_frechet(name: str, metric: FrechetMetric, generated: Iterable[Unit], rea
         sel = (times >= w.start - 1e-9) & (times < w.end - 1e-9)
         if sel.sum() >= 2:
             rows.append({"start": w.start, "end": w.end, "n": int(sel.sum()),
-                         "value": GaussianStats.from_features(fake[torch.from_numpy(sel)]).distance(real_stats)})
+                         "value": real_stats.distance_to_samples(fake[torch.from_numpy(sel)])})
     slope = float(np.polyfit([(r["start"] + r["end"]) / 2 for r in rows], [r["value"] for r in rows], 1)[0]) \
         if len(rows) >= 2 else None
     return {"value": value, "n": metric.count(real=False), "n_real": metric.count(real=True), "real_cached": cached,

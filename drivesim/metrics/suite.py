@@ -44,7 +44,7 @@ class SuiteOptions:
     inception: str | None = None
     i3d: str | None = None
     layout_detector: str | None = None
-    batch_size: int = 16
+    batch_size: int = 8  # 8: fastest for the Inception and the segnet on 2 CPU cores (session 12)
     real_identity: str | None = None  # None: never cache real-side features
     # A group named in `metrics` that cannot run: raise Unavailable (strict) or list it with its reason.
     strict: bool = True
