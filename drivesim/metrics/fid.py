@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from drivesim.metrics.distinct import per_distinct_frame
 from drivesim.metrics.extractors import ExtractorFile, load_torchscript, locate_inception
 from drivesim.metrics.frechet_metric import FrechetMetric
 
@@ -64,13 +65,15 @@ class FID(FrechetMetric):
 
     def features(self, batch: torch.Tensor) -> torch.Tensor:
         check_frames(batch)
-        out = []
-        for start in range(0, batch.shape[0], self.batch_size):
-            x = preprocess_fid(batch[start:start + self.batch_size].cpu()).to(self.feature_dtype)
-            x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's layout: 0.20 -> 0.15 s a frame, 2 cores
-            with torch.no_grad():
-                out.append(self.extractor(x).to(torch.float64))
-        return torch.cat(out) if out else torch.zeros(0, self.num_features, dtype=torch.float64)
+        if batch.shape[0] == 0:
+            return torch.zeros(0, self.num_features, dtype=torch.float64)
+        return per_distinct_frame(batch.cpu(), self._extract, self.batch_size)  # a held frame: one pass
+
+    def _extract(self, frames: torch.Tensor) -> torch.Tensor:
+        x = preprocess_fid(frames).to(self.feature_dtype)
+        x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's layout: 0.20 -> 0.15 s a frame, 2 cores
+        with torch.no_grad():
+            return self.extractor(x).to(torch.float64)
 
     def protocol(self) -> dict[str, Any]:
         return {"name": FID_PROTOCOL, "extractor": self.file.record(), "input": "uint8 RGB (N, 3, H, W)",

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from drivesim.config.protocol import ProtocolConfig
+from drivesim.metrics.distinct import per_distinct_frame
 from drivesim.metrics.drift import drift_record
 from drivesim.metrics.extractors import MissingExtractorError
 from drivesim.metrics.frechet_runs import NotEnoughSamples, Unit, run_frechet
@@ -262,7 +263,7 @@ def _layout(gen: VideoSeq, real: VideoSeq, opts: SuiteOptions, out: SuiteResult)
                 continue
             frames = v.frames[start + index]
             conds = [v.conditions[start + int(i)] for i in index]
-            labels = torch.cat([predict(frames[i:i + opts.batch_size]) for i in range(0, frames.shape[0], opts.batch_size)])
+            labels = per_distinct_frame(frames, predict, opts.batch_size)  # a held frame: one pass
             s = score_frames(labels, conds, p.min_box_px)
             parts.append(s)
             times.append((index + 0.5) / v.fps)
