@@ -3,7 +3,7 @@
 One `evaluate_folder` call, not strict: a group whose network weights are absent is listed under
 `unavailable` with its reason while the others are still measured; nothing is substituted. (One call
 per group read the generated video, opened the devkit tables and hashed the scene once per group: ~16 s
-of a first demo run, session 11.) FID (the real Inception, about 0.2 s per frame on 2 cores, session 11) and FVD (a
+of a first demo run, session 11.) FID (the real Inception, about 0.15 s per frame on 2 cores, session 12) and FVD (a
 local I3D) are left to `drivesim evaluate` and `benchmarks/synth_bench.py`.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 from drivesim.config.protocol import ProtocolConfig
 
 log = logging.getLogger(__name__)
-NOT_RUN = {"fid": "not run by the demo (the FID Inception costs about 0.5 s per frame): drivesim evaluate",
+NOT_RUN = {"fid": "not run by the demo (the FID Inception costs about 0.15 s per frame): drivesim evaluate",
            "fvd": "not run by the demo (needs a local I3D file): drivesim evaluate i3d=PATH"}
 
 
