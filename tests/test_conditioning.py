@@ -375,6 +375,36 @@ def test_context_blend_moves_the_clean_estimate_to_the_guess(prediction_type: st
     assert bool(torch.isfinite(zero_t).all()) and torch.equal(zero_t[1], out[1].bfloat16())
 
 
+def test_guess_blend_blends_every_frame_by_noise_level() -> None:
+    """The upsampler's guess blend: every frame has its own guess (no distances); s per noise bucket;
+    the gradient reaches a zero table; a guess of another shape is refused."""
+    from diffusers import DDPMScheduler
+
+    from drivesim.models.conditioning.context_blend import ContextBlend
+
+    scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+    blend = ContextBlend(buckets=4, distances=1)
+    blend.set_schedule(scheduler.alphas_cumprod, "epsilon")
+    g = torch.Generator().manual_seed(0)
+    x, out, guess = (torch.randn(2, 3, 4, 3, 3, generator=g) for _ in range(3))
+    t = torch.tensor([[900, 900, 100], [900, 100, 100]])
+    first = blend.blend_guess(out, x, t, guess)
+    assert torch.equal(first, out)
+    first.sum().backward()  # zero table, yet a gradient: it can learn to move
+    assert blend.weight.grad is not None and float(blend.weight.grad.abs().sum()) > 0
+    with torch.no_grad():
+        blend.weight.zero_()
+        blend.weight[3, 0] = 1.0  # the top noise bucket only
+        blended = blend.blend_guess(out, x, t, guess)
+    high = t == 900
+    a = scheduler.alphas_cumprod[900]
+    x0 = (x - (1 - a).sqrt() * blended) / a.sqrt()
+    assert torch.allclose(x0[high], guess[high], atol=1e-4)
+    assert torch.equal(blended[~high], out[~high])
+    with pytest.raises(ValueError, match="guess blend: guess"):
+        blend.blend_guess(out, x, t, guess[:, :2])
+
+
 def test_context_reference_reaches_every_frame_directly() -> None:
     """Without the reference inputs a given frame's latents change only its own residual; with them,
     every frame after it (prediction) or between two given frames (interpolation) sees it."""

@@ -45,6 +45,8 @@ def test_exports_carry_marker_parents_and_rebuild(chain: dict[str, Path]) -> Non
     assert up.size == [128, 256] and up.frames == 4
     unet = up.build_unet()
     assert unet.condition_extra_in is not None and unet.condition_encoders.frame.noise_aug is not None  # type: ignore[union-attr]
+    assert unet.condition_encoders.guess_blend is not None  # type: ignore[union-attr]
+    assert up.config()["stage"]["lowres_input"] == "upscaled"
     # Trained on 8x16 patches, run convolutionally on whole 16x32-latent frames with the low-res input.
     z = torch.randn(1, 4, 4, 16, 32)
     cond = VideoCondition(noise_aug_level=torch.tensor([0.1]), extra={"lowres": torch.randn(1, 4, 4, 16, 32)})
@@ -127,24 +129,40 @@ def test_loss_falls_when_overfitting_one_batch(chain: dict[str, Path], stage: st
     assert math.isfinite(end) and end < 0.8 * start, (stage, start, end)
 
 
-def test_upsampler_cached_latents_match_encoding_every_step(chain: dict[str, Path]) -> None:
-    """stage.cache_latents=true packs both encodings once; a step must see exactly what encoding the
-    frames in the step gives (same patch, same augmentation), and the cache is not the plain one."""
-    from drivesim.training.data import collate_positioned
+def test_upsampler_pack_round_trips_both_inputs() -> None:
     from drivesim.training.upsampler_module import pack_pair, unpack_pair
 
     high, low = torch.randn(2, 3, 4, 8, 16), torch.randn(2, 3, 4, 2, 4)
-    back = unpack_pair(pack_pair(high, low, 4), 4)
+    back = unpack_pair(pack_pair(high, low, 4), 4, "latents")
     assert torch.equal(back[0], high) and torch.equal(back[1], low)
-    with pytest.raises(ValueError, match="not C x"):
-        unpack_pair(torch.randn(1, 1, 16, 2, 4), 4)
-    base = [f"model.pretrained={chain['img'] / 'export'}", "data.size=[128,256]"]
+    guess = torch.randn(2, 3, 4, 8, 16)
+    packed = pack_pair(high, guess, 4)
+    assert packed.shape == (2, 3, 4 * 32, 2, 4)  # both space-to-depth on the low-res grid
+    back = unpack_pair(packed, 4, "upscaled")
+    assert torch.equal(back[0], high) and torch.equal(back[1], guess)
+    with pytest.raises(ValueError, match="not a multiple of 17"):
+        unpack_pair(torch.randn(1, 1, 16, 2, 4), 4, "latents")
+    with pytest.raises(ValueError, match="not a multiple of 32"):
+        unpack_pair(packed[:, :, :-4], 4, "upscaled")
+    with pytest.raises(ValueError, match="lowres_input 'nearest' must be one of"):
+        unpack_pair(packed, 4, "nearest")
+
+
+@pytest.mark.parametrize("mode", ["upscaled", "latents"])
+def test_upsampler_cached_latents_match_encoding_every_step(chain: dict[str, Path], mode: str) -> None:
+    """stage.cache_latents=true packs both encodings once; a step must see exactly what encoding the
+    frames in the step gives (same patch, same augmentation), and the cache is not the plain one."""
+    from drivesim.training.data import collate_positioned
+
+    base = [f"model.pretrained={chain['img'] / 'export'}", "data.size=[128,256]", f"stage.lowres_input={mode}",
+            f"stage.guess_blend={mode == 'upscaled'}"]
     plain, plain_data = _module(chain, "upsampler", *base, "stage.cache_latents=false")
     cached, cached_data = _module(chain, "upsampler", *base, "stage.cache_latents=true")
     assert cached_data.identity()["latent_cache_train"] != plain_cache_key(chain, *base)
     for index in (0, 1):
         item = cached_data.train_set[index]
-        assert item[1].shape[1] == 4 * 17  # 4 channels x (16 space-to-depth + 1 low-res)
+        # 4 channels x (16 space-to-depth + 1 low-res latent, or 16 of the upscaled guess)
+        assert item[1].shape[1] == 4 * (32 if mode == "upscaled" else 17)
     batch_plain = collate_positioned([(0, plain_data.train_set[0]), (1, plain_data.train_set[1])])
     batch_cached = collate_positioned([(0, cached_data.train_set[0]), (1, cached_data.train_set[1])])
     a = plain.inputs(batch_plain, plain.generators(batch_plain))
@@ -152,6 +170,12 @@ def test_upsampler_cached_latents_match_encoding_every_step(chain: dict[str, Pat
     torch.testing.assert_close(a[0], b[0], atol=1e-5, rtol=0)  # the high-res patch (target)
     torch.testing.assert_close(a[1], b[1])
     torch.testing.assert_close(a[3].extra["lowres"], b[3].extra["lowres"], atol=1e-5, rtol=0)
+    if mode == "upscaled":  # the clean guess rides along for the blend, the patch of the same place
+        assert a[3].guess is not None and b[3].guess is not None
+        torch.testing.assert_close(a[3].guess, b[3].guess, atol=1e-5, rtol=0)
+        assert a[3].guess.shape == a[0].shape
+    else:
+        assert a[3].guess is None
 
 
 def plain_cache_key(chain: dict[str, Path], *extra: str) -> str:
@@ -276,6 +300,29 @@ def test_upsampler_windows_overlap_and_cover_every_frame(chain: dict[str, Path])
     assert all(np.array_equal(x, y) for x, y in zip(a, b))  # a function of the seed
 
 
+def test_upsampler_with_full_guess_strength_returns_the_upscaled_guess(chain: dict[str, Path]) -> None:
+    """The guess blend at strength 1 makes every clean-frame estimate the upscaled guess: a DDIM window
+    then ends exactly on it, whatever the UNet says; at 0 the model's own output decides."""
+    from drivesim.pipelines.cascade_stages import load_upsampler
+    from drivesim.pipelines.engine import SamplerSettings
+    from drivesim.training.upsampler_module import encode_lowres
+
+    up_export = read_export(chain["up"] / "export")
+    up = load_upsampler(up_export, up_export.load_vae(), SamplerSettings(steps=3), "cpu", torch.float32, 8)
+    assert up.lowres_mode == "upscaled" and up.guess
+    blend = up.unet.condition_encoders.guess_blend  # type: ignore[union-attr]
+    low = np.random.default_rng(1).integers(0, 255, (4, 32, 64, 3), dtype=np.uint8)
+    x = torch.from_numpy(low).permute(0, 3, 1, 2)[None].float() / 127.5 - 1.0
+    with torch.no_grad():
+        guess = encode_lowres(up.vae, x, 4, "upscaled")
+        blend.weight.fill_(1.0)
+        full = up.window(low, None, torch.Generator().manual_seed(0))
+        blend.weight.fill_(0.0)
+        free = up.window(low, None, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(full, guess, atol=1e-4, rtol=0)
+    assert float((free - guess).abs().mean()) > 10 * float((full - guess).abs().mean())
+
+
 def test_decoder_of_another_autoencoder_is_refused(chain: dict[str, Path], tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     other = tmp_path / "ae2"
@@ -308,3 +355,30 @@ def test_autoencoder_fine_tunes_an_export_with_the_colour_options(chain: dict[st
     moved = [k for k in before if not torch.equal(before[k], after[k])]
     # one step from the parent's weights: every tensor moved, none far (a fresh init would differ wholesale)
     assert moved and max((before[k] - after[k]).abs().max().item() for k in moved) < 0.05
+
+
+def test_upsampler_fidelity_bench_scores_every_method(chain: dict[str, Path], tmp_path: Path) -> None:
+    """benchmarks/bench_upsampler_fidelity.py runs the generation path on validation clips and scores each
+    method against the real frames; its scores are right on known cases."""
+    import importlib.util
+
+    from train_fixtures import REPO
+
+    spec = importlib.util.spec_from_file_location("bench_upsampler_fidelity",
+                                                  REPO / "benchmarks" / "bench_upsampler_fidelity.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    real = torch.rand(3, 3, 32, 64, generator=torch.Generator().manual_seed(0))
+    exact = bench.scores(real, real, bench.downscale(real, 4), 4, 3.0)
+    assert exact["psnr"] > 100 and exact["psnr_low"] > 100 and exact["detail_ratio"] == pytest.approx(1.0)
+    blurred = bench.scores(bench.F.avg_pool2d(real, 3, 1, 1), real, bench.downscale(real, 4), 4, 3.0)
+    assert blurred["detail_ratio"] < 0.5 and blurred["psnr"] < 20
+    out = tmp_path / "fidelity.json"
+    result = bench.main(["--export", str(chain["up"] / "export"), "--world", str(chain["world"]), "--clips", "2",
+                         "--steps", "1", "--threads", "1", "--out", str(out)])
+    assert json.loads(out.read_text())["figures"] == result["figures"]
+    assert set(result["figures"]) == set(bench.METHODS) and result["clips"] == 2
+    assert all(math.isfinite(v) for row in result["figures"].values() for v in row.values())
+    assert result["lowres_input"] == "upscaled" and result["guess_blend"] is True
+    assert result["figures"]["bicubic"]["psnr_low"] > 25  # plain interpolation keeps its input

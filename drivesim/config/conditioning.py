@@ -40,6 +40,10 @@ class ConditionOptions:
     context_blend: bool = False
     context_blend_buckets: int = 20
     context_blend_distances: int = 8
+    # The upsampler's counterpart: the output blended with the one "the upscaled low-res frame is the clean
+    # frame" implies (`VideoCondition.guess`), one learned strength per noise-level bucket.
+    guess_blend: bool = False
+    guess_blend_buckets: int = 20
     context_noise: bool = True  # context noise-augmentation level -> time embedding
     boxes: bool = True  # per-frame box layout -> adapter residuals for every down block
     labels: bool = True  # time of day, weather, crowdedness -> time embedding
@@ -64,7 +68,7 @@ class ConditionOptions:
             raise ValueError(f"label_vocab_sizes must be three positive sizes, got {self.label_vocab_sizes}")
         if self.context_blend and not self.context:
             raise ValueError("ConditionOptions.context_blend needs the context encoder (context: true)")
-        for name in ("context_blend_buckets", "context_blend_distances", "num_box_classes", "max_instances", "box_embed_dim", "box_adapter_width",
+        for name in ("context_blend_buckets", "context_blend_distances", "guess_blend_buckets", "num_box_classes", "max_instances", "box_embed_dim", "box_adapter_width",
                      "max_waypoints", "num_stages", "embed_dim"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"ConditionOptions.{name} must be >= 1, got {getattr(self, name)}")

@@ -65,6 +65,13 @@ class StageConfig:
     # in [0, noise_aug_max] (the model receives it); patches are `model.latent_size` latents.
     upscale: int = 4
     noise_aug_max: float = 0.5
+    # Upsampler: what the low-res frames enter as. `upscaled`: the frames upscaled x`upscale` (bilinear)
+    # and encoded, a guess in the output's own latent space; `latents`: their own latents repeated
+    # x`upscale` (nearest; sessions 6-12, which the tiny model hardly learnt to read). `guess_blend`
+    # (upscaled only) also blends the output with that guess by a learned strength per noise level
+    # (ContextBlend.blend_guess; lr `context_blend_lr`).
+    lowres_input: str = "upscaled"
+    guess_blend: bool = True
     # Decoder: weight of the 3D-conv patch discriminator's hinge loss (on from step `disc_start`).
     disc_weight: float = 0.1
     disc_start: int = 0

@@ -46,6 +46,9 @@ class VideoCondition:
     noise_aug_level: Tensor | None = None
     # Cascade stage id (B,) long (e.g. interpolation pass 0 / 1), see drivesim.models.stages.
     stage_id: Tensor | None = None
+    # A clean-latent guess of every frame (B, T, C, H, W) (the upsampler: its low-res frames upscaled and
+    # encoded), blended into the output by the model's guess blend; not an input channel.
+    guess: Tensor | None = None
     # Free slot for stage-specific extra input channels concatenated to the sample (upsampler low-res).
     extra: dict[str, Tensor] = field(default_factory=dict)
 

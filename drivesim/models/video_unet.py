@@ -212,6 +212,9 @@ class VideoUNet(nn.Module):
         if blend is not None and cond is not None and cond.context_latents is not None:
             assert cond.context_mask is not None  # checked by the condition encoders
             out = blend(out, sample, unfold_frames(frame_timesteps, frames), cond.context_latents, cond.context_mask)
+        guess_blend = getattr(self.condition_encoders, "guess_blend", None)
+        if guess_blend is not None and cond is not None and cond.guess is not None:
+            out = guess_blend.blend_guess(out, sample, unfold_frames(frame_timesteps, frames), cond.guess)
         return out
 
     def _run(self, step: Any, *args: Any) -> Tensor:

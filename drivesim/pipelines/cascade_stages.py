@@ -58,8 +58,11 @@ def load_upsampler(export: Export, vae: Any, sampler: SamplerSettings, device: s
 
     stage = export.config().get("stage") or {}
     frames = int(export.frames)
+    unet = export.build_unet().to(device=device, dtype=dtype)
     return Upsampler(
-        unet=export.build_unet().to(device=device, dtype=dtype), vae=vae, schedule=export.scheduler_config(),
+        unet=unet, vae=vae, schedule=export.scheduler_config(),
         sampler=sampler, upscale=int(stage.get("upscale", 4)), frames=frames, overlap=max(1, frames // 4) if
         frames > 1 else 0, noise_level=min(0.1, float(stage.get("noise_aug_max", 0.1))),
+        lowres_mode=str(stage.get("lowres_input", "latents")),
+        guess=getattr(unet.condition_encoders, "guess_blend", None) is not None,
         decode_chunk=decode_chunk, device=device)

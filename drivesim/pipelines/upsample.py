@@ -1,8 +1,9 @@
 """The x4 video upsampler at generation: a finished rollout's frames -> `video_hr.mp4`, window by window.
 
 The low-res frames stream from the rollout's segments (`.rollout/segment_*.npz`, exact uint8 frames),
-are encoded as the upsampler was trained (frames -> latents, x`upscale` nearest onto the high-res
-grid, noise-augmented at a fixed level the model is told) and denoised `frames` at a time. Windows
+are encoded as the upsampler was trained (its `lowres_input`: upscaled x`upscale` bilinear then encoded,
+or encoded then repeated x`upscale` nearest; noise-augmented at a fixed level the model is told; the
+clean upscaled guess also feeds a guess blend and `sampler.init_strength`) and denoised `frames` at a time. Windows
 overlap by `overlap` frames: those frames are given (their high-res latents from the window before,
 re-imposed at every step by the sampler), so the temporal layers continue across window borders.
 Memory holds one window; each window's randomness is a function of (seed, window).
@@ -29,7 +30,12 @@ from drivesim.pipelines.engine import SamplerSettings, _in_model_dtype, chunk_ge
 from drivesim.pipelines.errors import GenerateError
 from drivesim.pipelines.store import RolloutStore
 from drivesim.pipelines.writers import Mp4Writer
-from drivesim.training.upsampler_module import lowres_input, upsampler_condition
+from drivesim.training.upsampler_module import (
+    check_lowres_input,
+    encode_lowres,
+    lowres_input,
+    upsampler_condition,
+)
 
 log = logging.getLogger(__name__)
 WINDOW_STREAM = 1_000_000  # upsampler windows draw from chunk generators (seed, WINDOW_STREAM + window)
@@ -46,12 +52,20 @@ class Upsampler:
     frames: int = 8  # frames per window (the export's clip length)
     overlap: int = 2  # frames each window shares with the one before
     noise_level: float = 0.1  # augmentation level of the low-res latents at sampling, in [0, 1]
+    lowres_mode: str = "latents"  # the export's stage.lowres_input (exports before session 13: latents)
+    guess: bool = False  # the model blends its output with the upscaled guess (stage.guess_blend)
     decode_chunk: int = 8
     device: str = "cpu"
 
     def __post_init__(self) -> None:
         if not 0 <= self.overlap < self.frames:
             raise GenerateError(f"upsampler overlap {self.overlap} must lie in [0, frames={self.frames})")
+        try:
+            check_lowres_input(self.lowres_mode)
+        except ValueError as exc:
+            raise GenerateError(str(exc)) from exc
+        if self.guess and self.lowres_mode != "upscaled":
+            raise GenerateError("an upsampler with a guess blend needs lowres_input=upscaled")
 
     @torch.no_grad()
     def window(self, low: np.ndarray, given: Tensor | None, gen: torch.Generator) -> Tensor:
@@ -59,9 +73,10 @@ class Upsampler:
         are the first o frames' latents, kept."""
         x = torch.from_numpy(low).permute(0, 3, 1, 2)[None].to(self.device).float() / 127.5 - 1.0
         dtype = self.vae.vae.dtype
-        lowres = lowres_input(self.vae.encode_video(x.to(dtype)).float(), self.upscale)
+        encoded = encode_lowres(self.vae, x.to(dtype), self.upscale, self.lowres_mode).float()
+        lowres = lowres_input(encoded, self.upscale, self.lowres_mode)
         aug = torch.randn(lowres.shape, generator=gen).to(lowres.device)
-        cond = upsampler_condition(lowres, torch.full((1,), self.noise_level), aug)
+        cond = upsampler_condition(lowres, torch.full((1,), self.noise_level), aug, guess=self.guess)
         noise = torch.randn(lowres.shape, generator=gen).to(lowres.device)
         frames = None
         if given is not None:
@@ -133,7 +148,8 @@ def upsample_folder(up: Upsampler, folder: Path, seed: int, fps: float, frames: 
     if written != limit:
         raise RuntimeError(f"{folder}: upsampled {written} frames, expected {limit}")
     record = {"frames": written, "fps": fps, "upscale": up.upscale, "window": up.frames, "overlap": up.overlap,
-              "noise_level": up.noise_level, "wall_s": round(wall, 3),
+              "noise_level": up.noise_level, "lowres_input": up.lowres_mode, "guess_blend": up.guess,
+              "wall_s": round(wall, 3),
               "seconds_per_output_frame": wall / max(written, 1)}
     atomic_write_text(folder / "video_hr.json", json.dumps(record, indent=2) + "\n")
     log.info("video_hr.mp4: %d frames, %.3f s per output frame", written, record["seconds_per_output_frame"])

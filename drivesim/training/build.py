@@ -102,15 +102,16 @@ def build_train_data(resolved: Resolved, out: Path) -> TrainData:
         from drivesim.training.adapter import frames_to_unit
 
         upscale = int(cfg.stage.upscale) if resolved.stage == "upsampler" else 0
+        mode = str(cfg.stage.lowres_input) if upscale else ""
         if upscale:  # both sizes, packed in one tensor; a cache of its own
-            digest = f"{digest}+upsampler-x{upscale}"
+            digest = f"{digest}+upsampler-x{upscale}" + ("" if mode == "latents" else f"-{mode}")
 
         def encode(frames: torch.Tensor) -> torch.Tensor:
             if not upscale:
                 return vae.encode_video(frames_to_unit(frames))
             from drivesim.training.upsampler_module import encode_pair, pack_pair
 
-            return pack_pair(*encode_pair(vae, frames_to_unit(frames), upscale), upscale)
+            return pack_pair(*encode_pair(vae, frames_to_unit(frames), upscale, mode), upscale)
 
         root = default_cache_dir(cfg.get("cache_dir")) / "latents"
         sets: list[Dataset | None] = []
@@ -172,7 +173,7 @@ def _diffusion_module(resolved: Resolved) -> Any:
             from drivesim.training.upsampler_module import upsampler_conditioning
 
             embed = int((model_cfg.conditioning or {}).get("embed_dim", 64))
-            model_cfg.conditioning = upsampler_conditioning(embed)
+            model_cfg.conditioning = upsampler_conditioning(embed, guess_blend=bool(cfg.stage.guess_blend))
             model_cfg.extra_in_channels = int(model_cfg.latent_channels)
     if resolved.stage == "lora":
         assert resolved.image_parent is not None

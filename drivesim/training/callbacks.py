@@ -55,8 +55,9 @@ class SampleVideos(L.Callback):
         latents = latents[:n]
         from dataclasses import fields, replace
 
-        cut = {f.name: getattr(cond, f.name)[:n] for f in fields(cond)
-               if isinstance(getattr(cond, f.name), torch.Tensor) and getattr(cond, f.name).ndim > 0}
+        cut: dict[str, object] = {f.name: getattr(cond, f.name)[:n] for f in fields(cond)
+                                  if isinstance(getattr(cond, f.name), torch.Tensor) and getattr(cond, f.name).ndim > 0}
+        cut["extra"] = {k: v[:n] for k, v in cond.extra.items()}
         cond = replace(cond, **cut)
         with pl_module.ema_weights():
             z = sample_clip(pl_module, latents, cond, int(pl_module.trainer_cfg.sample_steps), pl_module.seed)

@@ -66,9 +66,10 @@ class DiffusionModule(StageModule):
         return params
 
     def configure_optimizers(self) -> Any:
-        """The context blend's strengths (if trained) get their own learning rate and no weight decay."""
-        blend = getattr(self.unet.condition_encoders, "blend", None)
-        mine = [p for p in blend.parameters() if p.requires_grad] if blend is not None else []
+        """The context / guess blends' strengths (if trained) get their own learning rate and no weight decay."""
+        encoders = self.unet.condition_encoders
+        blends = [getattr(encoders, name, None) for name in ("blend", "guess_blend")]
+        mine = [p for b in blends if b is not None for p in b.parameters() if p.requires_grad]
         if not mine:
             return super().configure_optimizers()
         ids = {id(p) for p in mine}

@@ -65,9 +65,19 @@ class ContextBlend(nn.Module):
 
     def forward(self, out: Tensor, sample: Tensor, timesteps: Tensor, context: Tensor, mask: Tensor) -> Tensor:
         """`out`, `sample`, `context` (B, T, C, H, W); `timesteps`, `mask` (B, T) -> the blended output."""
+        guess, distance = context_guess(context, mask)
+        return self._mix(out, sample, timesteps, guess, distance)
+
+    def blend_guess(self, out: Tensor, sample: Tensor, timesteps: Tensor, guess: Tensor) -> Tensor:
+        """Blend every frame with a clean-frame `guess` (B, T, C, H, W) of its own (the upsampler's
+        upscaled low-res frame): s[bucket(t), 0] for all frames."""
+        if guess.shape != out.shape:
+            raise ValueError(f"guess blend: guess {tuple(guess.shape)} must match the output {tuple(out.shape)}")
+        return self._mix(out, sample, timesteps, guess, torch.ones_like(timesteps))
+
+    def _mix(self, out: Tensor, sample: Tensor, timesteps: Tensor, guess: Tensor, distance: Tensor) -> Tensor:
         if self.alphas_cumprod.numel() == 0:
             raise RuntimeError("ContextBlend has no noise schedule: call set_schedule (drivesim.models.build does)")
-        guess, distance = context_guess(context, mask)
         s = self.strength(timesteps, distance)
         if not bool((s != 0).any()) and not (torch.is_grad_enabled() and self.weight.requires_grad):
             return out  # nothing to blend (the gradient still reaches a zero table in training)
@@ -93,11 +103,12 @@ def implied_output(sample: Tensor, guess: Tensor, alpha_bar: Tensor, prediction_
 def attach_schedule(unet: Any, schedule: dict[str, Any], prediction_type: str) -> None:
     """Give a UNet's context blend (if it has one) the model's noise schedule; no-op otherwise."""
     encoders = getattr(unet, "condition_encoders", None)
-    blend = getattr(encoders, "blend", None)
-    if blend is None:
+    blends = [b for b in (getattr(encoders, "blend", None), getattr(encoders, "guess_blend", None)) if b is not None]
+    if not blends:
         return
     from diffusers import DDPMScheduler
 
     kwargs = {k: v for k, v in schedule.items() if not str(k).startswith("_") and k != "prediction_type"}
     scheduler: Any = DDPMScheduler(**kwargs)
-    blend.set_schedule(scheduler.alphas_cumprod, prediction_type)
+    for blend in blends:
+        blend.set_schedule(scheduler.alphas_cumprod, prediction_type)

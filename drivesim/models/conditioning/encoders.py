@@ -37,6 +37,7 @@ class ConditionEncoders(nn.Module):
                         if o.context else None)
         self.blend = (ContextBlend(o.context_blend_buckets, o.context_blend_distances)
                       if o.context and o.context_blend else None)
+        self.guess_blend = ContextBlend(o.guess_blend_buckets, 1) if o.guess_blend else None
         self.boxes = (BoxEncoder(o.num_box_classes, o.max_instances, o.box_embed_dim, o.box_adapter_width,
                                  self.block_out_channels) if o.boxes else None)
         any_scalar = o.labels or o.ego or o.noise_aug or o.stage or (o.context and o.context_noise)
@@ -107,7 +108,7 @@ class ConditionEncoders(nn.Module):
         o = self.options
         enabled = {"labels": o.labels, "ego_speed": o.ego, "ego_yaw_rate": o.ego, "ego_waypoints": o.ego,
                    "noise_aug_level": o.noise_aug, "stage_id": o.stage,
-                   "context_noise_level": o.context and o.context_noise}
+                   "context_noise_level": o.context and o.context_noise, "guess": o.guess_blend}
         for name, on in enabled.items():
             if not on and getattr(cond, name) is not None:
                 raise ValueError(f"VideoCondition.{name} given but this model has no encoder for it "
