@@ -147,7 +147,12 @@ class Export:
 
         if self.stage != "decoder":
             return VideoVAE.from_pretrained(self.autoencoder_path())
-        vae = VideoVAE.from_pretrained(self.autoencoder_path(), temporal_decoder=True)
+        stage = self.config().get("stage") or {}
+        padding = str(stage.get("temporal_padding", "zeros"))  # exports before session 13: zeros
+        try:
+            vae = VideoVAE.from_pretrained(self.autoencoder_path(), temporal_decoder=True, temporal_padding=padding)
+        except ValueError as exc:  # an unknown padding in the export's config
+            raise ExportError(f"{self.path}: stage.temporal_padding: {exc}") from exc
         try:
             vae.temporal_decoder.load_temporal(self.path / TEMPORAL_DECODER_FILE)  # type: ignore[union-attr]
         except (KeyError, ValueError, FileNotFoundError) as exc:

@@ -62,6 +62,7 @@ def test_exports_carry_marker_parents_and_rebuild(chain: dict[str, Path]) -> Non
     assert vae.temporal_decoder is not None
     assert any(float(p.abs().sum()) > 0 for n, p in vae.temporal_decoder.named_parameters() if "conv_out" in n)
     assert vae.decode_video(torch.randn(1, 4, 4, 8, 16)).shape == (1, 4, 3, 64, 128)
+    assert vae.temporal_decoder.padding == "replicate" == dec.config()["stage"]["temporal_padding"]
 
     lora = read_export(chain["lora"] / "export", stage="lora")
     assert lora.parent("temporal").stage == "temporal"  # type: ignore[union-attr]
@@ -321,6 +322,32 @@ def test_upsampler_with_full_guess_strength_returns_the_upscaled_guess(chain: di
         free = up.window(low, None, torch.Generator().manual_seed(0))
     torch.testing.assert_close(full, guess, atol=1e-4, rtol=0)
     assert float((free - guess).abs().mean()) > 10 * float((full - guess).abs().mean())
+
+
+def test_decoder_export_without_a_padding_loads_with_zeros(chain: dict[str, Path], tmp_path: Path) -> None:
+    """Decoder exports made before session 13 were trained with zero temporal padding: loaded so; an
+    unknown padding in an export's config is one line naming the export."""
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    from drivesim.exports import ExportError
+
+    old = tmp_path / "dec_old"
+    shutil.copytree(chain["dec"] / "export", old, symlinks=True)
+    cfg = OmegaConf.load(old / "config.yaml")
+    del cfg.stage["temporal_padding"]
+    OmegaConf.save(cfg, old / "config.yaml")
+    marker = json.loads((old / "drivesim_export.json").read_text())
+    marker["parents"] = {k: {**v, "path": str((chain["dec"] / "export" / v["path"]).resolve())}
+                         for k, v in marker["parents"].items()}
+    (old / "drivesim_export.json").write_text(json.dumps(marker))
+    vae = read_export(old, stage="decoder").load_vae()
+    assert vae.temporal_decoder.padding == "zeros"
+    cfg.stage["temporal_padding"] = "reflect"
+    OmegaConf.save(cfg, old / "config.yaml")
+    with pytest.raises(ExportError, match="stage.temporal_padding"):
+        read_export(old, stage="decoder").load_vae()
 
 
 def test_decoder_of_another_autoencoder_is_refused(chain: dict[str, Path], tmp_path: Path,

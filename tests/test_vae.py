@@ -117,6 +117,24 @@ def test_temporal_decoder_is_the_image_decoder_at_init_and_differs_once_trained(
     assert torch.equal(out2_image[:, 1], ref[:, 1])
 
 
+def test_temporal_decoder_keeps_a_static_clip_static_with_replicate_padding(pipeline_folder: Path) -> None:
+    """Trained temporal layers (perturbed here) must not make the end frames of a clip of one repeated
+    latent differ from its inner frames: with zero padding they do (a black neighbour in time), with
+    replicate padding every frame decodes alike. A static clip is what every chunk border looks like."""
+    z = torch.randn(1, 1, 4, HW // 2, HW // 2, generator=torch.Generator().manual_seed(3)).expand(1, T, -1, -1, -1)
+    spread = {}
+    for padding in ("zeros", "replicate"):
+        torch.manual_seed(0)
+        video = VideoVAE.from_pretrained(pipeline_folder, temporal_decoder=True, temporal_padding=padding)
+        perturb_temporal(video)
+        with torch.no_grad():
+            out = video.decode_video(z.contiguous(), decode_chunk_size=T)
+        spread[padding] = float((out - out[:, T // 2 : T // 2 + 1]).abs().max())
+    assert spread["zeros"] > 1e-3 and spread["replicate"] < 1e-5, spread
+    with pytest.raises(ValueError, match="temporal padding 'reflect' must be one of"):
+        VideoVAE.from_pretrained(pipeline_folder, temporal_decoder=True, temporal_padding="reflect")
+
+
 def test_temporal_weights_round_trip_and_check_shapes(pipeline_folder: Path, tmp_path: Path) -> None:
     video = VideoVAE.from_pretrained(pipeline_folder, temporal_decoder=True)
     perturb_temporal(video)

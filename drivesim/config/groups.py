@@ -77,6 +77,9 @@ class StageConfig:
     disc_start: int = 0
     # Decoder: decode latents drawn from the posterior per frame (the jitter it learns to smooth), not its mean.
     sample_latents: bool = True
+    # Decoder: how its temporal convs pad time (replicate: end frames see themselves, not black; zeros:
+    # exports before session 13, which load with zeros).
+    temporal_padding: str = "replicate"
     # LoRA (DreamBooth): adapter rank and alpha (null: = rank) on the spatial attention; prior
     # preservation weight (0: off) of the distillation towards the frozen base model's unconditional output.
     lora_rank: int = 4

@@ -21,6 +21,11 @@ from drivesim.models.folding import (
     volume_to_frames,
 )
 
+# Temporal padding of the 3x1x1 convs: zeros (the video UNet, every export so far) or replicate (the
+# temporal VAE decoder since session 13: with zeros, a clip's first and last frames - every chunk border
+# of a long decode - see a black neighbour and come out different from the inner frames).
+TEMPORAL_PADDINGS = ("zeros", "replicate")
+
 
 class TemporalConvBlock(nn.Module):
     """GroupNorm -> SiLU -> Conv3d(3x1x1) [+ per-frame embedding] -> GroupNorm -> SiLU -> zero-init
@@ -35,8 +40,11 @@ class TemporalConvBlock(nn.Module):
     """
 
     def __init__(self, channels: int, groups: int, eps: float = 1e-6, init_logit: float = 0.5,
-                 emb_channels: int | None = None) -> None:
+                 emb_channels: int | None = None, padding: str = "zeros") -> None:
         super().__init__()
+        if padding not in TEMPORAL_PADDINGS:
+            raise ValueError(f"temporal padding {padding!r} must be one of {', '.join(TEMPORAL_PADDINGS)}")
+        self.padding = padding
         self.norm1 = nn.GroupNorm(groups, channels, eps=eps)
         self.conv1 = nn.Conv3d(channels, channels, kernel_size=(3, 1, 1), padding=(1, 0, 0))
         # Standard init: conv2 starts at zero, so the block's output is still exactly zero at init.
@@ -50,20 +58,24 @@ class TemporalConvBlock(nn.Module):
     def forward(self, x: Tensor, num_frames: int, image_only: Tensor | None = None,
                 emb: Tensor | None = None) -> Tensor:
         v = frames_to_volume(x, num_frames)  # (B, C, T, H*W): GroupNorm over a sample's frames
-        h = _conv_over_time(self.conv1, F.silu(self.norm1(v)))
+        h = _conv_over_time(self.conv1, F.silu(self.norm1(v)), self.padding)
         if self.emb_proj is not None:
             if emb is None or emb.shape[0] != x.shape[0]:
                 raise ValueError(f"this temporal conv block reads the per-frame embedding: pass emb of shape "
                                  f"({x.shape[0]}, {self.emb_proj.in_features})")
             per_frame = self.emb_proj(F.silu(emb)).to(h.dtype)  # (B*T, C)
             h = h + rearrange(per_frame, "(b t) c -> b c t 1", t=num_frames)
-        h = _conv_over_time(self.conv2, F.silu(self.norm2(h)))
+        h = _conv_over_time(self.conv2, F.silu(self.norm2(h)), self.padding)
         return self.blend.residual(x, volume_to_frames(h, x.shape[-2]), num_frames, image_only)
 
 
-def _conv_over_time(conv: nn.Conv3d, v: Tensor) -> Tensor:
+def _conv_over_time(conv: nn.Conv3d, v: Tensor, padding: str = "zeros") -> Tensor:
     """The 3x1x1 Conv3d applied to `(B, C, T, H*W)` as the equal (3, 1) 2D conv: same weights and
-    maths, but oneDNN runs it (torch falls back to a slow im2col Conv3d on CPU; 2x at small widths)."""
+    maths, but oneDNN runs it (torch falls back to a slow im2col Conv3d on CPU; 2x at small widths).
+    `replicate` pads time with the first / last frame instead of zeros: a clip's end frames then see
+    neighbours like its inner frames do, so a static clip stays static through the block."""
+    if padding == "replicate":
+        return F.conv2d(F.pad(v, (0, 0, 1, 1), mode="replicate"), conv.weight.squeeze(-1), conv.bias)
     return F.conv2d(v, conv.weight.squeeze(-1), conv.bias, padding=(1, 0))
 
 

@@ -2,7 +2,8 @@
 
 After every ResNet of the decoder's mid and up blocks sits the video UNet's own residual temporal
 conv block (3x1x1 kernels, zero-init last conv, merged by the shared `AlphaBlender`), so at init the
-temporal decoder *is* the image decoder. The forward loop is written out here (no hooks): the
+temporal decoder *is* the image decoder. Time is padded by replicating the end frames (`padding`;
+exports before session 13 were trained with zeros and load with zeros). The forward loop is written out here (no hooks): the
 decoder's modules are the `AutoencoderKL`'s own objects, the temporal ones live under `temporal_*`.
 """
 
@@ -19,15 +20,15 @@ from drivesim.models import weights
 from drivesim.models.temporal import TemporalConvBlock
 
 
-def _temporal_convs(resnets: Any, init_logit: float) -> nn.ModuleList:
-    return nn.ModuleList(TemporalConvBlock(r.out_channels, r.norm2.num_groups, r.norm2.eps, init_logit)
-                         for r in resnets)
+def _temporal_convs(resnets: Any, init_logit: float, padding: str) -> nn.ModuleList:
+    return nn.ModuleList(TemporalConvBlock(r.out_channels, r.norm2.num_groups, r.norm2.eps, init_logit,
+                                           padding=padding) for r in resnets)
 
 
 class TemporalDecoder(nn.Module):
     """`decoder(z (B*T, C, h, w) unscaled latents, num_frames) -> (B*T, 3, H, W)` images."""
 
-    def __init__(self, vae: AutoencoderKL, init_logit: float = 0.5) -> None:
+    def __init__(self, vae: AutoencoderKL, init_logit: float = 0.5, padding: str = "replicate") -> None:
         super().__init__()
         src: Any = vae  # diffusers is untyped for mypy; the attributes are checked below and by the tests
         decoder: Any = src.decoder
@@ -40,8 +41,9 @@ class TemporalDecoder(nn.Module):
                 raise ValueError(f"TemporalDecoder does not support up block {i} of type {type(block).__name__}")
         self.post_quant_conv: Any = src.post_quant_conv
         self.decoder: Any = decoder
-        self.temporal_mid = _temporal_convs(decoder.mid_block.resnets, init_logit)
-        self.temporal_up = nn.ModuleList(_temporal_convs(b.resnets, init_logit) for b in decoder.up_blocks)
+        self.padding = padding
+        self.temporal_mid = _temporal_convs(decoder.mid_block.resnets, init_logit, padding)
+        self.temporal_up = nn.ModuleList(_temporal_convs(b.resnets, init_logit, padding) for b in decoder.up_blocks)
 
     def forward(self, z: Tensor, num_frames: int) -> Tensor:
         if z.shape[0] % num_frames:

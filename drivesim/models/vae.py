@@ -37,18 +37,20 @@ def resolve_vae_folder(path: str | Path) -> Path:
 class VideoVAE(nn.Module):
     """`encode_video` / `decode_video` over `(B, T, C, H, W)`; images in [-1, 1], latents scaled."""
 
-    def __init__(self, vae: AutoencoderKL, temporal_decoder: bool = False, blend_init_logit: float = 0.5) -> None:
+    def __init__(self, vae: AutoencoderKL, temporal_decoder: bool = False, blend_init_logit: float = 0.5,
+                 temporal_padding: str = "replicate") -> None:
         super().__init__()
         self.vae: Any = vae  # diffusers is untyped for mypy
-        self.temporal_decoder = TemporalDecoder(vae, blend_init_logit) if temporal_decoder else None
+        self.temporal_decoder = (TemporalDecoder(vae, blend_init_logit, padding=temporal_padding)
+                                 if temporal_decoder else None)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, temporal_decoder: bool = False,
-                        torch_dtype: torch.dtype | None = None) -> VideoVAE:
+                        torch_dtype: torch.dtype | None = None, temporal_padding: str = "replicate") -> VideoVAE:
         folder = resolve_vae_folder(path)
         vae = AutoencoderKL.from_pretrained(folder, local_files_only=True, torch_dtype=torch_dtype)
         log.info("VAE from %s (scaling factor %s)", folder, vae.config.scaling_factor)
-        return cls(vae.eval(), temporal_decoder=temporal_decoder)
+        return cls(vae.eval(), temporal_decoder=temporal_decoder, temporal_padding=temporal_padding)
 
     @property
     def scaling_factor(self) -> float:

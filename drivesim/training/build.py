@@ -145,7 +145,10 @@ def build_module(resolved: Resolved, data: TrainData | None = None) -> L.Lightni
         from drivesim.training.decoder_module import DecoderModule
 
         assert resolved.autoencoder_path is not None
-        vae = load_autoencoder(resolved.autoencoder_path, temporal_decoder=True)
+        from drivesim.models.vae import VideoVAE
+
+        vae = VideoVAE.from_pretrained(resolved.autoencoder_path, temporal_decoder=True,
+                                       temporal_padding=str(cfg.stage.temporal_padding))
         module = DecoderModule(vae, cfg.stage, cfg.trainer, int(cfg.seed))
     else:
         module = _diffusion_module(resolved)

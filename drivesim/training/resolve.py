@@ -164,6 +164,12 @@ def _fill_data(cfg: DictConfig, stage: str, ae_path: Path | None) -> None:
                                    f"{cfg.stage.lora_rank}: choose targets from {', '.join(TARGETS)} and rank >= 1")
     if stage == "decoder" and bool(cfg.stage.cache_latents):
         raise TrainConfigError("stage.cache_latents=true: the decoder stage trains on frames; set it false")
+    if stage == "decoder":
+        from drivesim.models.temporal import TEMPORAL_PADDINGS
+
+        if str(cfg.stage.temporal_padding) not in TEMPORAL_PADDINGS:
+            raise TrainConfigError(f"stage.temporal_padding={cfg.stage.temporal_padding!r} must be one of "
+                                   f"{', '.join(TEMPORAL_PADDINGS)}")
     if stage == "upsampler":
         _check_upsampler_size(cfg, downscale)
     elif data.size is None:
