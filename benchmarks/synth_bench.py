@@ -24,6 +24,7 @@ Writes <out>.json and <out>.md (default benchmarks/results/synth_bench); videos 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import shutil
@@ -325,15 +326,29 @@ def prepare_work(settings: BenchSettings, stamps: dict[str, str]) -> None:
         atomic_write_text(stamp, wanted)
 
 
+@functools.cache
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    from drivesim.metrics.extractors import sha256_file
+
+    return sha256_file(path)
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read once per run while its size and mtime stay (the Inception is ~90 MB and
+    every method's scores key names it)."""
+    st = path.stat()
+    return _sha256_of(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
 def extractor_identity(groups: list[str]) -> dict[str, Any]:
     """The networks the scores come from: the FID Inception file's sha256 and the metric nets' files."""
-    from drivesim.metrics.extractors import inception_path, sha256_file
+    from drivesim.metrics.extractors import inception_path
     from drivesim.metrics.nets.weights import weights_dir
 
     inception = inception_path()
     nets = weights_dir()
-    return {"inception": sha256_file(inception) if "fid" in groups and inception.is_file() else None,
-            "nets": {p.name: sha256_file(p) for p in sorted(nets.glob("*.safetensors"))} if nets.is_dir() else {}}
+    return {"inception": file_sha256(inception) if "fid" in groups and inception.is_file() else None,
+            "nets": {p.name: file_sha256(p) for p in sorted(nets.glob("*.safetensors"))} if nets.is_dir() else {}}
 
 
 def scores_key(settings: BenchSettings, stamp: str, fps: float) -> str:

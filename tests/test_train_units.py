@@ -203,6 +203,63 @@ def test_latent_cache_is_reused_and_invalidated(world: Path, tmp_path: Path) -> 
     assert len(list((cache / "latents").iterdir())) == 4  # another clip definition, another cache
 
 
+def test_latent_cache_resumes_after_a_kill_to_the_same_cache(world: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caching run killed after some shards resumes after its last complete shard, encodes only what
+    is left, and ends with the cache an uninterrupted run writes (skipped items counted once)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from drivesim.data.factory import build_dataset
+    from drivesim.training import latent_cache
+
+    cfg = compose_command("train", ["data=synthetic", f"data.root={world}", "data.frames=4", "data.fps=3",
+                                    "data.size=[64,128]"]).data
+    base = build_dataset(cfg, split="train")
+    count = 11
+    holes = {4, 7}  # items an on_error=skip dataset gave up on
+
+    class WithHoles(torch.utils.data.Dataset):  # type: ignore[type-arg]
+        def __len__(self) -> int:
+            return count
+
+        def __getitem__(self, index: int):  # type: ignore[no-untyped-def]
+            return None if index in holes else base[index % len(base)]
+
+    calls: list[int] = []
+
+    def encode(frames: torch.Tensor) -> torch.Tensor:  # per clip, deterministic
+        calls.append(len(frames))
+        return frames.float().mean(dim=(3, 4), keepdim=True)
+
+    class Killed(Exception):
+        pass
+
+    left = [3]
+
+    def dying(frames: torch.Tensor) -> torch.Tensor:
+        if not left[0]:
+            raise Killed
+        left[0] -= 1
+        return encode(frames)
+
+    monkeypatch.setattr(latent_cache, "SHARD_SIZE", 3)  # shards end mid-batch
+    whole = latent_cache.build_cache(WithHoles(), encode, tmp_path / "whole", batch_size=2)
+    with pytest.raises(Killed):
+        latent_cache.build_cache(WithHoles(), dying, tmp_path / "resumed", batch_size=2)
+    assert not (tmp_path / "resumed" / "index.json").exists()
+    assert [p.name for p in (tmp_path / "resumed").glob("shard_*")] == ["shard_00000.safetensors"]
+    calls.clear()
+    resumed = latent_cache.build_cache(WithHoles(), encode, tmp_path / "resumed", batch_size=2)
+    assert len(calls) == len(range(2, count, 2))  # from the batch holding item 3 on, not from item 0
+    assert json.loads((whole / "index.json").read_text()) == json.loads((resumed / "index.json").read_text())
+    assert json.loads((whole / "index.json").read_text())["skipped"] == len(holes)
+    for shard in sorted(whole.glob("shard_*")):
+        a, b = load_file(str(shard)), load_file(str(resumed / shard.name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.mark.parametrize("stage", ["autoencoder", "image", "temporal", "interpolation", "temporal-anchored"])
 def test_loss_falls_when_overfitting_one_batch(world: Path, stage: str) -> None:
     """Fixed draws on one batch, 40 AdamW steps: the stage's objective must fall clearly."""

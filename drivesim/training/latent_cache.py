@@ -3,7 +3,7 @@
 The cache key is the dataset's identity (its resolved data config, split and a fingerprint of its
 files) plus the autoencoder's digest, so a change of either makes a new cache and every diffusion
 stage on the same clips reuses one. Shards are written atomically; the index is written last, so a
-killed caching run leaves no cache that looks complete and simply starts again.
+killed caching run leaves no cache that looks complete, and the next run resumes after its last shard.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,51 +103,86 @@ def _clip_meta(clip: Clip) -> dict[str, Any]:
 def build_cache(dataset: Dataset, encode: Any, folder: Path, batch_size: int = 8) -> Path:
     """Encode every clip of `dataset` with `encode(frames uint8 (B,T,3,H,W)) -> latents` into `folder`.
 
-    Skipped items (None under on_error=skip) are left out and counted in the index."""
+    Skipped items (None under on_error=skip) are left out and counted in the index. A killed run resumes
+    after its last complete shard (each shard records the dataset item it ends before and the skips so
+    far); batches keep the positions an uninterrupted run gives them, so the latents come out the same."""
     from rich.progress import Progress
 
     if (folder / INDEX).is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     total = len(dataset)  # type: ignore[arg-type]
-    entries: list[dict[str, Any]] = []
+    entries, first, skipped = _finished_shards(folder)
+    shard_no = len({e["shard"] for e in entries})
+    if first:
+        log.info("latent cache %s: resuming at item %d of %d (%d shard(s) kept)", folder, first, total, shard_no)
     shard: dict[str, torch.Tensor] = {}
     shard_meta: list[dict[str, Any]] = []
-    shard_no, skipped = 0, 0
 
-    def flush() -> None:
+    def flush(next_item: int) -> None:
         nonlocal shard, shard_meta, shard_no
         if not shard_meta:
             return
         name = f"shard_{shard_no:05d}.safetensors"
         with atomic_path(folder / name) as tmp:
-            save_file(shard, str(tmp), metadata={"clips": json.dumps(shard_meta)})
+            save_file(shard, str(tmp), metadata={"clips": json.dumps(shard_meta), "next_item": str(next_item),
+                                                 "skipped": str(skipped)})
         for slot, meta in enumerate(shard_meta):
             entries.append({"shard": name, "slot": slot, **meta})
         shard, shard_meta, shard_no = {}, [], shard_no + 1
 
     with Progress(transient=True) as progress:
-        task = progress.add_task("caching latents", total=total)
-        for start in range(0, total, batch_size):
-            clips = [dataset[i] for i in range(start, min(total, start + batch_size))]
+        task = progress.add_task("caching latents", total=total, completed=first)
+        for start in range(first - first % batch_size, total, batch_size):
+            indices = range(start, min(total, start + batch_size))
+            clips = [dataset[i] for i in indices]
             kept = [c for c in clips if c is not None]
-            skipped += len(clips) - len(kept)
+            latents: Iterator[torch.Tensor] = iter(())
             if kept:
                 with torch.no_grad():
-                    latents = encode(torch.stack([c.frames for c in kept])).float().cpu()
-                for clip, z in zip(kept, latents):
-                    slot = len(shard_meta)
-                    for key, value in _clip_tensors(clip, z).items():
-                        shard[f"{slot}/{key}"] = value
-                    shard_meta.append(_clip_meta(clip))
-                    if len(shard_meta) == SHARD_SIZE:
-                        flush()
-            progress.advance(task, len(clips))
-    flush()
+                    latents = iter(encode(torch.stack([c.frames for c in kept])).float().cpu())
+            for index, clip in zip(indices, clips):
+                z = next(latents) if clip is not None else None
+                if index < first:  # in a finished shard already
+                    continue
+                if clip is None:
+                    skipped += 1
+                    continue
+                assert z is not None
+                slot = len(shard_meta)
+                for key, value in _clip_tensors(clip, z).items():
+                    shard[f"{slot}/{key}"] = value
+                shard_meta.append(_clip_meta(clip))
+                if len(shard_meta) == SHARD_SIZE:
+                    flush(index + 1)
+            progress.update(task, completed=indices.stop)
+    flush(total)
     atomic_write_text(folder / INDEX, json.dumps({"format": CACHE_FORMAT, "clips": entries,
                                                   "skipped": skipped}) + "\n")
     log.info("latent cache: %d clips in %d shard(s) at %s (%d skipped)", len(entries), shard_no, folder, skipped)
     return folder
+
+
+def _finished_shards(folder: Path) -> tuple[list[dict[str, Any]], int, int]:
+    """(index entries, next dataset item, skips so far) of the complete shards a killed run left, read in
+    order until the first missing one; a shard without the resume fields (or unreadable) ends the list."""
+    from safetensors import safe_open
+
+    entries: list[dict[str, Any]] = []
+    first = skipped = 0
+    number = 0
+    while (path := folder / f"shard_{number:05d}.safetensors").is_file():
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                meta = fh.metadata() or {}
+            clips, next_item, skips = json.loads(meta["clips"]), int(meta["next_item"]), int(meta["skipped"])
+        except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
+            log.warning("latent cache %s: not resuming from %s (%s)", folder, path.name, exc)
+            break
+        entries.extend({"shard": path.name, "slot": slot, **m} for slot, m in enumerate(clips))
+        first, skipped = next_item, skips
+        number += 1
+    return entries, first, skipped
 
 
 class CachedLatentClips(Dataset):
