@@ -157,3 +157,21 @@ def test_wheel_holds_conf_and_assets(tmp_path: Path) -> None:
     if (src / "drivesim" / "assets" / "demo_cascade").is_dir():
         assert any(n.endswith("prediction/drivesim_export.json") for n in shipped)
     assert not any(n.endswith(".ckpt") for n in names)
+
+
+def test_a_stage_trained_on_the_source_autoencoder_fits_the_fp16_cascade(runs: Path, tmp_path: Path) -> None:
+    """An upsampler / decoder / LoRA trained on the recipe's autoencoder must combine with the shipped
+    cascade, whose autoencoder is an fp16 copy of it (other bytes): the cascade's summary names the source."""
+    from drivesim.pipelines.cascade_stages import CascadeStageError, check_same_autoencoder
+
+    dest = tmp_path / "fp16"
+    ship([runs], dest, fp16=True)
+    shipped = read_export(dest / "prediction")
+    source = read_export(runs / "interpolation")  # trained on the source autoencoder
+    assert folder_digest(source.autoencoder_path()) != folder_digest(shipped.autoencoder_path())
+    check_same_autoencoder(source, shipped, "upsampler")
+    summary = json.loads((dest / "summary.json").read_text())
+    summary["stages"]["autoencoder"]["source_sha256"] = "0" * 64  # another source
+    (dest / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(CascadeStageError, match="trained with the autoencoder"):
+        check_same_autoencoder(source, shipped, "upsampler")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from drivesim.exports import LORA_FILE, Export, ExportError, folder_digest
+from drivesim.exports import LORA_FILE, MARKER, Export, ExportError, folder_digest
 from drivesim.models import VideoUNet
 from drivesim.pipelines.engine import SamplerSettings
 
@@ -20,11 +21,37 @@ class CascadeStageError(ExportError):
 
 
 def check_same_autoencoder(export: Export, prediction: Export, key: str) -> None:
-    """`export` must work in the latent space of the cascade's autoencoder."""
+    """`export` must work in the latent space of the cascade's autoencoder: the same weights, or the same
+    source export where the cascade ships an fp16 copy of it (its summary records the source's digest)."""
     mine, theirs = Path(export.autoencoder_path()).resolve(), Path(prediction.autoencoder_path()).resolve()
-    if mine != theirs and folder_digest(mine) != folder_digest(theirs):
-        raise CascadeStageError(f"{key}={export.path}: trained with the autoencoder {mine}, but the cascade's latents "
-                                f"come from {theirs}")
+    if mine == theirs or folder_digest(mine) == folder_digest(theirs):
+        return
+    if autoencoder_sources(export) & autoencoder_sources(prediction):
+        log.info("%s=%s: its autoencoder is the source of the cascade's shipped copy %s", key, export.path, theirs)
+        return
+    raise CascadeStageError(f"{key}={export.path}: trained with the autoencoder {mine}, but the cascade's latents "
+                            f"come from {theirs}")
+
+
+def autoencoder_sources(export: Export) -> set[str]:
+    """Digests naming the autoencoder export behind `export`: its own, and where it is a shipped cascade's
+    copy (the cascade's summary.json lists it with this digest), the export it was copied from."""
+    folder = Path(export.autoencoder_path()).resolve()  # <autoencoder export>/autoencoder, or an SD VAE folder
+    path = folder.parent
+    if not (path / MARKER).is_file():
+        return set()
+    own = folder_digest(path)
+    found = {own}
+    summary = path.parent / "summary.json"
+    try:
+        record = json.loads(summary.read_text()) if summary.is_file() else {}
+    except (OSError, ValueError):
+        return found
+    if record.get("format") == "drivesim-cascade":
+        for stage in (record.get("stages") or {}).values():
+            if isinstance(stage, dict) and stage.get("sha256") == own and stage.get("source_sha256"):
+                found.add(str(stage["source_sha256"]))
+    return found
 
 
 def apply_lora(unet: VideoUNet, export: Export, lora: Export | None, required: bool) -> VideoUNet:
