@@ -84,10 +84,10 @@ def _split_sets(resolved: Resolved) -> tuple[Dataset, Dataset | None]:
     return train, val
 
 
-def load_autoencoder(folder: Path, temporal_decoder: bool = False) -> Any:
+def load_autoencoder(folder: Path, temporal_decoder: bool = False, temporal_padding: str = "replicate") -> Any:
     from drivesim.models.vae import VideoVAE
 
-    return VideoVAE.from_pretrained(folder, temporal_decoder=temporal_decoder)
+    return VideoVAE.from_pretrained(folder, temporal_decoder=temporal_decoder, temporal_padding=temporal_padding)
 
 
 def build_train_data(resolved: Resolved, out: Path) -> TrainData:
@@ -145,10 +145,8 @@ def build_module(resolved: Resolved, data: TrainData | None = None) -> L.Lightni
         from drivesim.training.decoder_module import DecoderModule
 
         assert resolved.autoencoder_path is not None
-        from drivesim.models.vae import VideoVAE
-
-        vae = VideoVAE.from_pretrained(resolved.autoencoder_path, temporal_decoder=True,
-                                       temporal_padding=str(cfg.stage.temporal_padding))
+        vae = load_autoencoder(resolved.autoencoder_path, temporal_decoder=True,
+                               temporal_padding=str(cfg.stage.temporal_padding))
         module = DecoderModule(vae, cfg.stage, cfg.trainer, int(cfg.seed))
     else:
         module = _diffusion_module(resolved)

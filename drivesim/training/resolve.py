@@ -221,11 +221,13 @@ def _check_upsampler_size(cfg: DictConfig, downscale: int) -> None:
     model, data, up = cfg.model, cfg.data, int(cfg.stage.upscale)
     if up < 1:
         raise TrainConfigError(f"stage.upscale={up} must be >= 1")
-    from drivesim.training.upsampler_module import LOWRES_INPUTS
+    from drivesim.training.upsampler_module import check_lowres_input
 
     mode = str(cfg.stage.lowres_input)
-    if mode not in LOWRES_INPUTS:
-        raise TrainConfigError(f"stage.lowres_input={mode!r} must be one of {', '.join(LOWRES_INPUTS)}")
+    try:
+        check_lowres_input(mode)
+    except ValueError as exc:
+        raise TrainConfigError(f"stage.lowres_input: {exc}") from exc
     if bool(cfg.stage.guess_blend) and mode != "upscaled":
         raise TrainConfigError("stage.guess_blend needs stage.lowres_input=upscaled (the guess must be in the "
                                "output's latent space)")
