@@ -172,59 +172,85 @@ def floor_protocol(protocol: ProtocolConfig) -> ProtocolConfig:
                    held_out_seeds=[int(s) + FLOOR_SEED_OFFSET for s in protocol.held_out_seeds])
 
 
-def make_methods(settings: BenchSettings, cfg: Any, plan: CascadePlan) -> None:
-    """Write every method's videos of every drive under settings.work (drives already written are kept:
-    a killed benchmark resumes), each with its wall seconds."""
+def _drive_jobs(settings: BenchSettings) -> list[tuple[str, Path, str]]:
+    """("drive" | "floor", rendered root, scene) of every drive to write (rendering any missing seed)."""
+    return ([("drive", root, scene) for root, scene in drives_of(settings.protocol, settings.max_drives)]
+            + [("floor", root, scene) for root, scene in drives_of(floor_protocol(settings.protocol), settings.max_drives)])
+
+
+def _write_drive(settings: BenchSettings, cfg: Any, plan: CascadePlan, root: Path, scene: str,
+                 cascade: Any = None) -> Any:
+    """Every method's video of one held-out drive (those already written are kept); returns the loaded cascade
+    (reused for the next drive of this process)."""
     from drivesim.demo.run import replay_config
     from drivesim.pipelines.run import prepare
     from drivesim.pipelines.store import RolloutStore
 
     fps = plan.out_fps
     height, width = (int(s) for s in plan.stages["temporal"].size)
-    size = (height, width)
     start = plan.start_time(int(cfg.context_frames))
     methods = [m for m in METHODS if m != "real" and (m != "image_model" or "image" in plan.stages)]
     n = int(round(float(cfg.seconds) * fps))  # every method's drives and the floor's: the same frames
+    name = f"{root.name}-{scene}"
+    folder = {m: settings.work / m / name for m in METHODS}
+    if all(_done(folder[m]) for m in methods):
+        return cascade
+    if not _done(folder["cascade"]):
+        drive = replay_drive(cfg, plan, root, scene, folder["cascade"], show_progress=False)
+        RolloutStore(drive.result.out).discard()
+        job = drive.job  # its timeline already holds every frame's boxes (~20 s to prepare again)
+    else:
+        job = prepare(replay_config(cfg, plan, root, scene, folder["cascade"]), cascade)
+    record = json.loads((folder["cascade"] / "run.json").read_text()).get("demo", {})
+    conditions = folder["cascade"] / "conditions.jsonl"
+    with conditions.open() as lines:
+        if sum(1 for _ in lines) != n:
+            raise DemoError(f"{conditions}: not {n} frames ({cfg.seconds} s at {fps:g} fps)")
+    frames = _rendered(root, scene, start + (np.arange(n + 1) - 1) / fps, fps, (height, width))  # [last context, drive...]
+    if not _done(folder["copy_last_frame"]):
+        _write(folder["copy_last_frame"], frames[:1].expand(n, -1, -1, -1).contiguous(), conditions, record,
+               "copy_last_frame", fps)
+    if not _done(folder["autoencoder"]):
+        t0 = time.perf_counter()
+        video = _autoencoder(job, frames[1:])
+        _write(folder["autoencoder"], video, conditions, record, "autoencoder", fps, time.perf_counter() - t0)
+    if "image_model" in methods and not _done(folder["image_model"]):
+        t0 = time.perf_counter()
+        image = torch.cat(list(_image_model(job, cfg, n, fps, int(cfg.seed))))
+        _write(folder["image_model"], image, conditions, record, "image_model", fps, time.perf_counter() - t0)
+    return job.cascade
+
+
+def _write_floor(settings: BenchSettings, cfg: Any, plan: CascadePlan, root: Path, scene: str,
+                 cascade: Any = None) -> Any:
+    """The floor's drive: another seed's rendered frames, with the boxes its replay would condition on."""
+    from drivesim.demo.run import replay_config
+    from drivesim.pipelines.run import prepare
+
+    fps = plan.out_fps
+    height, width = (int(s) for s in plan.stages["temporal"].size)
+    n = int(round(float(cfg.seconds) * fps))
+    folder_real = settings.work / "real" / f"{root.name}-{scene}"
+    if _done(folder_real):
+        return cascade
+    job = prepare(replay_config(cfg, plan, root, scene, folder_real), cascade)
+    _write_conditions(folder_real / "conditions.jsonl", job, n, fps)
+    frames = _rendered(root, scene, plan.start_time(int(cfg.context_frames)) + np.arange(n) / fps, fps,
+                       (height, width))
+    _write(folder_real, frames, folder_real / "conditions.jsonl", {"floor_scene": scene, "synth": str(root)},
+           "real", fps)
+    return job.cascade
+
+
+def make_methods(settings: BenchSettings, cfg: Any, plan: CascadePlan) -> None:
+    """Write every method's videos of every drive under settings.work (drives already written are kept:
+    a killed benchmark resumes), each with its wall seconds. One process on every thread: two 1-thread
+    processes side by side took ~208 s of stage time per cascade drive against ~114 s for one 2-thread
+    process (session 14), about 1.1x the throughput - not worth a process pool."""
     cascade = None
-    for root, scene in drives_of(settings.protocol, settings.max_drives):
-        name = f"{root.name}-{scene}"
-        folder = {m: settings.work / m / name for m in METHODS}
-        if all(_done(folder[m]) for m in methods):
-            continue
-        if not _done(folder["cascade"]):
-            drive = replay_drive(cfg, plan, root, scene, folder["cascade"], show_progress=False)
-            RolloutStore(drive.result.out).discard()
-            job = drive.job  # its timeline already holds every frame's boxes (~20 s to prepare again)
-        else:
-            job = prepare(replay_config(cfg, plan, root, scene, folder["cascade"]), cascade)
-        cascade = job.cascade
-        record = json.loads((folder["cascade"] / "run.json").read_text()).get("demo", {})
-        conditions = folder["cascade"] / "conditions.jsonl"
-        with conditions.open() as lines:
-            if sum(1 for _ in lines) != n:
-                raise DemoError(f"{conditions}: not {n} frames ({cfg.seconds} s at {fps:g} fps)")
-        frames = _rendered(root, scene, start + (np.arange(n + 1) - 1) / fps, fps, size)  # [last context, drive...]
-        if not _done(folder["copy_last_frame"]):
-            _write(folder["copy_last_frame"], frames[:1].expand(n, -1, -1, -1).contiguous(), conditions, record,
-                   "copy_last_frame", fps)
-        if not _done(folder["autoencoder"]):
-            t0 = time.perf_counter()
-            video = _autoencoder(job, frames[1:])
-            _write(folder["autoencoder"], video, conditions, record, "autoencoder", fps, time.perf_counter() - t0)
-        if "image_model" in methods and not _done(folder["image_model"]):
-            t0 = time.perf_counter()
-            image = torch.cat(list(_image_model(job, cfg, n, fps, int(cfg.seed))))
-            _write(folder["image_model"], image, conditions, record, "image_model", fps, time.perf_counter() - t0)
-    for root, scene in drives_of(floor_protocol(settings.protocol), settings.max_drives):
-        folder_real = settings.work / "real" / f"{root.name}-{scene}"
-        if _done(folder_real):
-            continue
-        job = prepare(replay_config(cfg, plan, root, scene, folder_real), cascade)
-        cascade = job.cascade
-        _write_conditions(folder_real / "conditions.jsonl", job, n, fps)
-        frames = _rendered(root, scene, start + np.arange(n) / fps, fps, size)
-        _write(folder_real, frames, folder_real / "conditions.jsonl", {"floor_scene": scene, "synth": str(root)},
-               "real", fps)
+    for kind, root, scene in _drive_jobs(settings):
+        write = _write_drive if kind == "drive" else _write_floor
+        cascade = write(settings, cfg, plan, root, scene, cascade)
 
 
 def targets(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -267,6 +293,11 @@ def write_results(settings: BenchSettings, report: dict[str, Any]) -> None:
         cells = [_cell(res.get("metrics", {}).get(c)) for c in COLUMNS]
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {report['wall_seconds'].get(method, 0):.0f} |")
     lines += ["", "Targets (issue 11): " + ", ".join(f"{k}: {v}" for k, v in report["targets"].items()), ""]
+    took = report.get("invocation_seconds")
+    if took:
+        lines += [f"This invocation: {took['generate']:.0f} s rendering and generating what was missing, "
+                  f"{took['score']:.0f} s scoring what changed; "
+                  "wall s above: each method's own generation seconds over all its drives.", ""]
     unavailable = {f"{m}/{k}": r for m, res in report["methods"].items() for k, r in res.get("unavailable", {}).items()}
     if unavailable:
         lines += ["Unavailable:", ""] + [f"- {k}: {r}" for k, r in sorted(unavailable.items())] + [""]
@@ -360,19 +391,27 @@ def scores_key(settings: BenchSettings, stamp: str, fps: float) -> str:
                        "extractors": extractor_identity(settings.metrics)}, sort_keys=True, default=str)
 
 
-def measure_method(settings: BenchSettings, method: str, stamp: str, fps: float) -> dict[str, Any]:
-    """The method's scores: measured, or read back from its scores.json when nothing they depend on changed
-    (videos, protocol, metric groups, scoring code, extractor files). A baseline is measured once per protocol."""
-    folder = settings.work / method
-    key = scores_key(settings, stamp, fps)
-    saved = folder / SCORES
+def _saved_scores(settings: BenchSettings, method: str, stamp: str, fps: float) -> dict[str, Any] | None:
+    """The method's scores.json result when nothing they depend on changed (videos, protocol, metric groups,
+    scoring code, extractor files); else None."""
+    saved = settings.work / method / SCORES
     if saved.is_file():
         record = json.loads(saved.read_text())
-        if record.get("key") == key:
-            log.info("%s: scores from %s (same videos, protocol and extractors)", method, saved)
+        if record.get("key") == scores_key(settings, stamp, fps):
             return dict(record["result"])
-    result = measure(folder, settings.protocol, fps, settings.metrics, cache=True)
-    atomic_write_text(saved, json.dumps({"key": key, "result": result}, default=str) + "\n")
+    return None
+
+
+def measure_method(settings: BenchSettings, method: str, stamp: str, fps: float) -> dict[str, Any]:
+    """The method's scores: measured, or read back from its scores.json (`_saved_scores`). A baseline is
+    measured once per protocol."""
+    saved = _saved_scores(settings, method, stamp, fps)
+    if saved is not None:
+        log.info("%s: scores from %s (same videos, protocol and extractors)", method, settings.work / method / SCORES)
+        return saved
+    result = measure(settings.work / method, settings.protocol, fps, settings.metrics, cache=True)
+    atomic_write_text(settings.work / method / SCORES,
+                      json.dumps({"key": scores_key(settings, stamp, fps), "result": result}, default=str) + "\n")
     return result
 
 
@@ -386,22 +425,24 @@ def run_bench(settings: BenchSettings, command: str = "") -> dict[str, Any]:
     cfg.seconds = float(seconds)
     stamps = method_stamps(settings, cfg, plan)
     prepare_work(settings, stamps)
+    began = time.perf_counter()
     make_methods(settings, cfg, plan)
+    generated = time.perf_counter() - began
     if settings.generate_only:
         log.info("videos written under %s (--generate-only: not measured)", settings.work)
         return {}
     walls = total_walls(settings.work)
-    methods = {}
-    for method in METHODS:
-        folder = settings.work / method
-        if any(folder.glob("*/run.json")):
-            methods[method] = measure_method(settings, method, stamps[method], plan.out_fps)
-            methods[method]["wall_seconds"] = walls[method]
+    written = [m for m in METHODS if any((settings.work / m).glob("*/run.json"))]
+    scores = {m: measure_method(settings, m, stamps[m], plan.out_fps) for m in written}
+    # This invocation's wall clock (rendering and generating what was missing, then scoring what changed): a
+    # resumed or partial run shows only its own share; `wall_seconds` holds each method's generation seconds.
+    invocation = {"generate": round(generated, 1), "score": round(time.perf_counter() - began - generated, 1)}
+    methods = {m: {**scores[m], "wall_seconds": walls[m]} for m in written}
     first = next(iter(methods.values()))
     report = {"command": command, "protocol": first["protocol"], "cascade": str(plan.path), "fps": plan.out_fps,
               "missing_stages": plan.missing, "seconds_of_video": float(seconds),
               "drives": len(drives_of(settings.protocol, settings.max_drives)), "demo_config": OmegaConf.to_container(cfg),
-              "wall_seconds": walls, "methods": methods, "targets": targets(methods)}
+              "wall_seconds": walls, "invocation_seconds": invocation, "methods": methods, "targets": targets(methods)}
     write_results(settings, report)
     return report
 

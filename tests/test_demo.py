@@ -190,6 +190,42 @@ def test_init_strength_reaches_each_stage_and_is_checked(cascade: Path, tmp_path
     assert len(err.splitlines()) == 1 and "init_strength must lie in (0, 1]" in err
 
 
+def test_noise_correlation_reaches_its_stage_only_and_is_checked(cascade: Path, tmp_path: Path,
+                                                                 no_metric_weights: None,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """interpolation_sampler.noise_correlation shapes the interpolation calls' starting noise (frames of a call
+    correlate), the prediction calls keep independent frames; a value outside [0, 1) is one line, exit 2."""
+    import drivesim.pipelines.engine as engine
+
+    starts: list[torch.Tensor] = []
+    real_sample = engine.sample_video
+
+    def spy(denoiser, scheduler, noise, cond, steps, given=None, gen=None, init=None, strength=1.0):  # type: ignore[no-untyped-def]
+        starts.append(noise.clone())
+        return real_sample(denoiser, scheduler, noise, cond, steps, given, gen, init, strength)
+
+    monkeypatch.setattr(engine, "sample_video", spy)
+    args = ["demo", f"cascade={cascade}", "seconds=1", "sampler.steps=1", "interpolation_sampler.steps=1",
+            "metrics=[temporal]"]
+    assert main([*args, "interpolation_sampler.noise_correlation=0.9", f"out={tmp_path / 'd'}"]) == 0
+    itp_frames = json.loads((cascade / "interpolation" / "drivesim_export.json").read_text())["data"]["frames"]
+
+    def mean_frame_correlation(x: torch.Tensor) -> float:
+        a, b = x[:, 1].flatten(), x[:, -1].flatten()
+        return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+
+    itp = [n for n in starts if n.shape[1] == itp_frames]
+    pred = [n for n in starts if n.shape[1] != itp_frames and n.shape[1] > 1]
+    assert itp and pred
+    assert min(mean_frame_correlation(n) for n in itp) > 0.6
+    assert max(abs(mean_frame_correlation(n)) for n in pred) < 0.4
+    capsys.readouterr()
+    assert main([*args, "interpolation_sampler.noise_correlation=1.0", f"out={tmp_path / 'bad'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "noise_correlation must lie in [0, 1)" in err
+
+
 def test_no_shipped_cascade_is_one_line_and_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     import drivesim.demo.run as demo_run

@@ -60,6 +60,8 @@ def test_synth_bench_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert "fid_synth" in report["methods"]["cascade"]["unavailable"]  # no weights: listed, never faked
     table = out.with_suffix(".md").read_text()
     assert "| cascade |" in table and "| image_model |" in table and "n/a" in table
+    took = report["invocation_seconds"]  # this run's own wall clock, generation beside scoring
+    assert took["generate"] > 0 and took["score"] > 0 and "This invocation:" in table
     assert load_protocol("synth-bench-v1").held_out_seeds != [90002]  # the shipped protocol is untouched
     # A rerun resumes: nothing is generated again and the table is the same.
     monkeypatch.setattr(bench, "replay_drive", lambda *a, **k: pytest.fail("a finished drive was generated again"))

@@ -173,3 +173,23 @@ def test_init_strength_starts_part_way_from_the_guess(unet: torch.nn.Module, nam
     assert float((low - guess)[:, 2:].abs().mean()) < 0.5 * float((full - guess)[:, 2:].abs().mean())
     with pytest.raises(ValueError, match="init_strength"):
         run(0.0)
+
+
+def test_frame_correlated_noise_shares_the_set_part_and_keeps_unit_variance() -> None:
+    from drivesim.diffusion.sampling import frame_correlated_noise
+
+    base = torch.randn(64, 6, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert frame_correlated_noise(base, 0.0, torch.Generator().manual_seed(1)) is base  # no draw, no change
+    one_frame = base[:, :1]
+    assert frame_correlated_noise(one_frame, 0.5, torch.Generator().manual_seed(1)) is one_frame
+    for rho in (0.3, 0.8):
+        x = frame_correlated_noise(base, rho, torch.Generator().manual_seed(1))
+        assert abs(float(x.std()) - 1.0) < 0.02
+        a, b = x[:, 0].flatten(), x[:, 3].flatten()
+        corr = float(((a - a.mean()) * (b - b.mean())).mean() / (a.std() * b.std()))
+        assert abs(corr - rho) < 0.03
+        again = frame_correlated_noise(base, rho, torch.Generator().manual_seed(1))
+        assert torch.equal(x, again)  # the shared part comes from the generator alone
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match=r"noise_correlation must lie in \[0, 1\)"):
+            frame_correlated_noise(base, bad)

@@ -33,6 +33,9 @@ class SamplerConfig:
     # level (SDEdit): the frames to generate from their given neighbours, the upsampler's from its
     # low-res input; so a model that underuses its context still continues the scene.
     init_strength: float = 1.0
+    # Share of the initial noise common to the frames of one model call (each frame still N(0, 1)); 0: independent
+    # frames as in training. The demo's interpolation uses it against flicker (measured in README).
+    noise_correlation: float = 0.0
 
 
 @dataclass

@@ -56,6 +56,24 @@ class GivenFrames:
         return torch.where(m, values.to(x.dtype), x)
 
 
+def frame_correlated_noise(noise: Tensor, correlation: float, generator: torch.Generator | None = None) -> Tensor:
+    """`noise` (B, T, C, H, W) with a share `correlation` of its variance common to the T frames of each sample.
+
+    Every frame stays N(0, 1); two frames of a sample correlate by `correlation`. The shared part is drawn
+    after `noise` (from `generator`), so 0 returns `noise` itself and leaves the random stream as it was.
+    Why: a model sampled from independent noise per frame paints each frame's texture anew, which a weak
+    temporal stack cannot fully reconcile (flicker); a common part gives the frames a common start
+    (PYoCo's mixed-noise prior, used here at sampling only).
+    """
+    if not 0.0 <= correlation < 1.0:
+        raise ValueError(f"sampler.noise_correlation must lie in [0, 1), got {correlation}")
+    if correlation == 0.0 or noise.shape[1] < 2:
+        return noise
+    shared = torch.randn((noise.shape[0], 1, *noise.shape[2:]), generator=generator, dtype=noise.dtype,
+                         device=noise.device)
+    return correlation ** 0.5 * shared + (1.0 - correlation) ** 0.5 * noise
+
+
 def context_init(given: GivenFrames) -> Tensor:
     """A guess of every frame from the given ones (`context_guess`): a frame between two given frames is
     their blend by distance, one after (before) all of them the last (first) given frame."""

@@ -18,7 +18,13 @@ import torch
 from torch import Tensor
 
 from drivesim.diffusion.cfg import GuidancePlan, GuidedDenoiser
-from drivesim.diffusion.sampling import GivenFrames, context_init, make_scheduler, sample_video
+from drivesim.diffusion.sampling import (
+    GivenFrames,
+    context_init,
+    frame_correlated_noise,
+    make_scheduler,
+    sample_video,
+)
 from drivesim.models import VideoCondition, VideoUNet
 from drivesim.models.conditioning.context import given_anchor
 from drivesim.models.vae import VideoVAE
@@ -64,6 +70,7 @@ class SamplerSettings:
     guidance_mode: str = "composed"
     max_batch: int = 0
     init_strength: float = 1.0
+    noise_correlation: float = 0.0  # share of the initial noise common to a call's frames (frame_correlated_noise)
 
 
 class SamplerSettingsError(GenerateError):
@@ -125,6 +132,8 @@ class Engine:
                 raise SamplerSettingsError(f"sampler.steps must be >= 1, got {s.steps}")
             if not 0.0 < s.init_strength <= 1.0:
                 raise SamplerSettingsError(f"sampler.init_strength must lie in (0, 1], got {s.init_strength}")
+            if not 0.0 <= s.noise_correlation < 1.0:
+                raise SamplerSettingsError(f"sampler.noise_correlation must lie in [0, 1), got {s.noise_correlation}")
         p = self.prediction
         if p.anchor_to_given and float((p.sampler or self.sampler).guidance.get("context", 1.0)) != 1.0:
             raise SamplerSettingsError("sampler.guidance.context: this prediction model denoises the difference to "
@@ -177,8 +186,9 @@ class Engine:
     def _sample(self, stage: StageModel, cond: VideoCondition, frames: int, scene: SceneInputs,
                 gen: torch.Generator, given: GivenFrames | None = None, batch: int = 1) -> Tensor:
         h, w = self.latent_size
-        noise = torch.randn(batch, frames, self.latent_channels, h, w, generator=gen).to(self.device)
         s = stage.sampler or self.sampler
+        noise = torch.randn(batch, frames, self.latent_channels, h, w, generator=gen)
+        noise = frame_correlated_noise(noise, s.noise_correlation, gen).to(self.device)
         scheduler = make_scheduler(s.name, self.schedule, s.timestep_spacing, s.eta)
         denoiser = GuidedDenoiser(_in_model_dtype(stage.unet), s.guidance, s.guidance_mode, scene.null_text, s.max_batch)
         init = context_init(given) if given is not None and s.init_strength < 1.0 else None

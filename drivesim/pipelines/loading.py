@@ -99,7 +99,8 @@ def sampler_settings(sampler: Any) -> SamplerSettings:
         name=str(sampler.name), steps=int(sampler.steps), eta=float(sampler.eta),
         timestep_spacing=sampler.timestep_spacing, guidance={k: float(v) for k, v in dict(sampler.guidance).items()},
         guidance_mode=str(sampler.guidance_mode), max_batch=int(sampler.max_batch),
-        init_strength=float(sampler.get("init_strength", 1.0)))
+        init_strength=float(sampler.get("init_strength", 1.0)),
+        noise_correlation=float(sampler.get("noise_correlation", 0.0)))
 
 
 def load_cascade(checkpoint: str | None, interpolation: str | None, sampler: Any, *, passes: int = 1,
