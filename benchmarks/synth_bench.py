@@ -172,12 +172,6 @@ def floor_protocol(protocol: ProtocolConfig) -> ProtocolConfig:
                    held_out_seeds=[int(s) + FLOOR_SEED_OFFSET for s in protocol.held_out_seeds])
 
 
-def _drive_jobs(settings: BenchSettings) -> list[tuple[str, Path, str]]:
-    """("drive" | "floor", rendered root, scene) of every drive to write (rendering any missing seed)."""
-    return ([("drive", root, scene) for root, scene in drives_of(settings.protocol, settings.max_drives)]
-            + [("floor", root, scene) for root, scene in drives_of(floor_protocol(settings.protocol), settings.max_drives)])
-
-
 def _write_drive(settings: BenchSettings, cfg: Any, plan: CascadePlan, root: Path, scene: str,
                  cascade: Any = None) -> Any:
     """Every method's video of one held-out drive (those already written are kept); returns the loaded cascade
@@ -248,9 +242,10 @@ def make_methods(settings: BenchSettings, cfg: Any, plan: CascadePlan) -> None:
     processes side by side took ~208 s of stage time per cascade drive against ~114 s for one 2-thread
     process (session 14), about 1.1x the throughput - not worth a process pool."""
     cascade = None
-    for kind, root, scene in _drive_jobs(settings):
-        write = _write_drive if kind == "drive" else _write_floor
-        cascade = write(settings, cfg, plan, root, scene, cascade)
+    for root, scene in drives_of(settings.protocol, settings.max_drives):
+        cascade = _write_drive(settings, cfg, plan, root, scene, cascade)
+    for root, scene in drives_of(floor_protocol(settings.protocol), settings.max_drives):
+        cascade = _write_floor(settings, cfg, plan, root, scene, cascade)
 
 
 def targets(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -391,27 +386,19 @@ def scores_key(settings: BenchSettings, stamp: str, fps: float) -> str:
                        "extractors": extractor_identity(settings.metrics)}, sort_keys=True, default=str)
 
 
-def _saved_scores(settings: BenchSettings, method: str, stamp: str, fps: float) -> dict[str, Any] | None:
-    """The method's scores.json result when nothing they depend on changed (videos, protocol, metric groups,
-    scoring code, extractor files); else None."""
-    saved = settings.work / method / SCORES
+def measure_method(settings: BenchSettings, method: str, stamp: str, fps: float) -> dict[str, Any]:
+    """The method's scores: measured, or read back from its scores.json when nothing they depend on changed
+    (videos, protocol, metric groups, scoring code, extractor files). A baseline is measured once per protocol."""
+    folder = settings.work / method
+    key = scores_key(settings, stamp, fps)
+    saved = folder / SCORES
     if saved.is_file():
         record = json.loads(saved.read_text())
-        if record.get("key") == scores_key(settings, stamp, fps):
+        if record.get("key") == key:
+            log.info("%s: scores from %s (same videos, protocol and extractors)", method, saved)
             return dict(record["result"])
-    return None
-
-
-def measure_method(settings: BenchSettings, method: str, stamp: str, fps: float) -> dict[str, Any]:
-    """The method's scores: measured, or read back from its scores.json (`_saved_scores`). A baseline is
-    measured once per protocol."""
-    saved = _saved_scores(settings, method, stamp, fps)
-    if saved is not None:
-        log.info("%s: scores from %s (same videos, protocol and extractors)", method, settings.work / method / SCORES)
-        return saved
-    result = measure(settings.work / method, settings.protocol, fps, settings.metrics, cache=True)
-    atomic_write_text(settings.work / method / SCORES,
-                      json.dumps({"key": scores_key(settings, stamp, fps), "result": result}, default=str) + "\n")
+    result = measure(folder, settings.protocol, fps, settings.metrics, cache=True)
+    atomic_write_text(saved, json.dumps({"key": key, "result": result}, default=str) + "\n")
     return result
 
 
