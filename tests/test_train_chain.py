@@ -272,3 +272,63 @@ def test_context_use_benchmark_measures_the_given_frames(chain: dict[str, Path],
     # the least-squares blend is fitted on these clips: it can only lower the "with" error
     assert all(r["ratio_ls_blend"] <= r["ratio"] + 1e-6 for r in rows)
     assert all(set(r["ls_strength_by_distance"]) == {1, 2} for r in rows)
+
+
+def test_interpolation_fine_tunes_on_frame_correlated_noise(chain: dict[str, Path], tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """`stage.noise_correlation` (PYoCo's mixed noise) while going on from an interpolation export: the drawn
+    noise shares that part across a clip's frames and every other draw stays as it was; the run starts from
+    the export's own weights, and its export keeps the lineage (image and autoencoder parents) and names the
+    export it went on from in `initialised_from`."""
+    from drivesim.config import compose_command
+    from drivesim.training.build import build_module, build_train_data
+    from drivesim.training.data import collate_positioned
+    from drivesim.training.resolve import resolve
+
+    parent = chain["itp"] / "export"
+
+    def args(out: Path, steps: int, correlation: float, *extra: str) -> list[str]:
+        return train_args("interpolation", chain["world"], out, chain["cache"], steps, "data.fps=12",
+                          f"model.pretrained={parent}", f"stage.noise_correlation={correlation}", *extra)
+
+    def drawn(correlation: float) -> tuple[torch.Tensor, ...]:
+        resolved = resolve(compose_command("train", args(tmp_path / "probe", 1, correlation)[1:]))
+        data = build_train_data(resolved, tmp_path / "probe")
+        module = build_module(resolved, data)
+        batch = collate_positioned([(0, data.train_set[0]), (1, data.train_set[1])])
+        latents = module.latents_of(batch)
+        timesteps, noise, cond, _ = module.draw(batch, latents, module.generators(batch), module.condition_of(batch))
+        return timesteps, noise, cond.context_latents
+
+    def frame_correlation(noise: torch.Tensor) -> float:
+        flat = noise.flatten(2)  # (B, T, N)
+        pairs = [torch.corrcoef(torch.stack([flat[b, i], flat[b, j]]))[0, 1]
+                 for b in range(flat.shape[0]) for i in range(flat.shape[1]) for j in range(i)]
+        return float(torch.stack(pairs).mean())
+
+    t0, independent, context0 = drawn(0.0)
+    t9, correlated, context9 = drawn(0.9)
+    assert torch.equal(t0, t9) and torch.equal(context0, context9)  # drawn last: nothing else moves
+    assert abs(frame_correlation(independent)) < 0.1 and abs(frame_correlation(correlated) - 0.9) < 0.05
+    assert abs(float(correlated.std()) - 1.0) < 0.1
+    shared = (correlated - 0.1 ** 0.5 * independent) / 0.9 ** 0.5  # the same common draw in every frame
+    assert torch.allclose(shared, shared[:, :1].expand_as(shared), atol=1e-5)
+
+    out = tmp_path / "ft"
+    assert main(args(out, 1, 0.9, "trainer.lr=1e-12", "trainer.ema=false", "trainer.warmup_steps=0")) == 0
+    exp = read_export(out / "export")
+    assert exp.stage == "interpolation"
+    assert exp.parent_path("image") == (chain["img"] / "export").resolve()
+    assert exp.parent_path("autoencoder") == (chain["ae"] / "export").resolve()
+    assert "interpolation" not in exp.parents
+    summary = json.loads((out / "export" / "summary.json").read_text())
+    assert summary["initialised_from"] == str(parent.resolve())
+    before, after = load_file(str(parent / "temporal.safetensors")), load_file(str(out / "export" / "temporal.safetensors"))
+    assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in before)  # went on from the export
+    capsys.readouterr()
+    assert main(args(tmp_path / "bad", 1, 1.0)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "stage.noise_correlation=1.0 must lie in [0, 1)" in err, err
+    assert main(train_args("image", chain["world"], tmp_path / "img", chain["cache"], 1,
+                           f"model.vae={chain['ae'] / 'export'}", "stage.noise_correlation=0.5")) == 2
+    assert "only the prediction and interpolation stages" in capsys.readouterr().err

@@ -38,6 +38,10 @@ class StageConfig:
     # frame instead of starting a new scene (session 9). Generation adds the anchor back; context guidance
     # cannot combine branches with different anchors, so it is refused for such a model.
     anchor_to_given: bool = False
+    # Video stages: the training noise shares this part of its variance across a clip's frames (PYoCo's
+    # mixed-noise prior; 0: independent per frame). A model sampled with `sampler.noise_correlation` R sees
+    # such noise at every step, so training on R keeps the sampler in distribution (session 15).
+    noise_correlation: float = 0.0
     # Learning rate of the context blend's strengths (model.conditioning.context_blend): a small table whose
     # least-squares values reach ~0.85 at high noise, too far for the trainer's lr in a few thousand steps.
     context_blend_lr: float = 0.01

@@ -63,7 +63,7 @@ def frame_correlated_noise(noise: Tensor, correlation: float, generator: torch.G
     after `noise` (from `generator`), so 0 returns `noise` itself and leaves the random stream as it was.
     Why: a model sampled from independent noise per frame paints each frame's texture anew, which a weak
     temporal stack cannot fully reconcile (flicker); a common part gives the frames a common start
-    (PYoCo's mixed-noise prior, used here at sampling only).
+    (PYoCo's mixed-noise prior; `stage.noise_correlation` trains a model on the same prior).
     """
     if not 0.0 <= correlation < 1.0:
         raise ValueError(f"sampler.noise_correlation must lie in [0, 1), got {correlation}")
@@ -71,6 +71,12 @@ def frame_correlated_noise(noise: Tensor, correlation: float, generator: torch.G
         return noise
     shared = torch.randn((noise.shape[0], 1, *noise.shape[2:]), generator=generator, dtype=noise.dtype,
                          device=noise.device)
+    return mix_shared_noise(noise, shared, correlation)
+
+
+def mix_shared_noise(noise: Tensor, shared: Tensor, correlation: float) -> Tensor:
+    """Independent `noise` (B, T, ...) and one `shared` draw per sample (B, 1, ...) mixed so that every frame
+    stays N(0, 1) and two frames correlate by `correlation` - the sampler's and the trainer's one formula."""
     return correlation ** 0.5 * shared + (1.0 - correlation) ** 0.5 * noise
 
 

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from drivesim.diffusion.objectives import DiffusionObjective
+from drivesim.diffusion.sampling import mix_shared_noise
 from drivesim.models.condition import VideoCondition
 from drivesim.models.conditioning.context import augment_context, given_anchor
 from drivesim.models.conditioning.dropout import DROPPABLE, drop_conditions
@@ -143,6 +144,10 @@ class DiffusionModule(StageModule):
             if cond.ego_waypoints is not None:
                 nan = torch.full_like(cond.ego_waypoints, float("nan"))
                 cond = replace(cond, ego_waypoints=torch.where(drop_wp[:, None, None, None], nan, cond.ego_waypoints))
+        correlation = float(self.stage_cfg.get("noise_correlation", 0.0))
+        if correlation > 0 and not self.image_like:  # drawn last: 0 leaves every earlier draw as it was
+            shared = per_sample(generators, "randn", (1, *latents.shape[2:])).to(dev, latents.dtype)
+            noise = mix_shared_noise(noise, shared, correlation)
         given = cond.context_mask if cond.context_mask is not None else torch.zeros(b, t, device=dev)
         return timesteps.to(dev), noise, cond, 1.0 - given.float()
 

@@ -21,8 +21,12 @@ log = logging.getLogger(__name__)
 STAGE_ALIASES = {"prediction": "temporal"}
 TRAINABLE_STAGES = ("autoencoder", "image", "temporal", "interpolation", "upsampler", "decoder", "lora")
 # The export stages `model.pretrained` may name, per training stage (default: an image export).
+# The stage an export may start from (default: image). A video stage may also go on from an export of its
+# own stage (fine-tuning; the new export keeps that export's parents).
 PARENT_STAGES: dict[str, tuple[str, ...]] = {"lora": ("image", "temporal"), "upsampler": ("image", "temporal"),
-                                             "decoder": ("image", "temporal", "interpolation")}
+                                             "decoder": ("image", "temporal", "interpolation"),
+                                             "temporal": ("image", "temporal"),
+                                             "interpolation": ("image", "interpolation")}
 
 
 class TrainConfigError(ValueError):
@@ -206,6 +210,12 @@ def _fill_data(cfg: DictConfig, stage: str, ae_path: Path | None) -> None:
     if blend and bool(cfg.stage.get("anchor_to_given", False)):
         raise TrainConfigError("model.conditioning.context_blend with stage.anchor_to_given: the blend's guess is "
                                "a whole frame, the anchored model denoises a difference; choose one")
+    correlation = float(cfg.stage.get("noise_correlation", 0.0))
+    if not 0.0 <= correlation < 1.0:
+        raise TrainConfigError(f"stage.noise_correlation={correlation} must lie in [0, 1) (0: independent noise)")
+    if correlation > 0 and stage not in ("temporal", "interpolation"):
+        raise TrainConfigError(f"stage.noise_correlation: only the prediction and interpolation stages denoise "
+                               f"clips with one noise level, not {stage}")
     if float(cfg.stage.get("context_blend_lr", 0.01)) <= 0:
         raise TrainConfigError(f"stage.context_blend_lr={cfg.stage.context_blend_lr} must be > 0")
     if stage == "temporal":

@@ -160,8 +160,17 @@ def run_training(cfg: DictConfig) -> int:
     parents: dict[str, Path] = {}
     if resolved.autoencoder_parent is not None:
         parents["autoencoder"] = resolved.autoencoder_parent
-    if resolved.image_parent is not None:
-        parents[resolved.image_parent.stage] = resolved.image_parent.path  # "image" for temporal stages
+    parent = resolved.image_parent
+    if parent is not None and parent.stage == resolved.stage:
+        # Fine-tuned from an export of this stage: keep its lineage (the cascade's shared image export).
+        summary["initialised_from"] = str(parent.path)
+        for role in parent.parents:
+            if role != "autoencoder":
+                path = parent.parent_path(role)
+                assert path is not None
+                parents[role] = path
+    elif parent is not None:
+        parents[parent.stage] = parent.path  # "image" for temporal stages
     write_export(out / "export", stage=resolved.stage, cfg=cfg, module=module, data_info=data.export_info(),
                  parents=parents, summary=summary)
     log.info("train: done, export at %s", out / "export")
