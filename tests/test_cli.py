@@ -77,3 +77,26 @@ def test_generate_without_checkpoint_exits_2_without_output(tmp_path) -> None:
     assert result.returncode == 2
     assert "checkpoint=" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "gen").exists()
+
+
+def test_the_demo_recipe_presets_compose_and_chain() -> None:
+    """Every stage `scripts/train_demo.sh` runs is a preset that composes against the schema, and each
+    stage starts from the export the stage before it writes (the chain the README documents)."""
+    import re
+    from pathlib import Path
+
+    script = (Path(__file__).resolve().parents[1] / "scripts" / "train_demo.sh").read_text()
+    stages = re.search(r'\$\{@:-([a-z_ ]+)\}', script).group(1).split()  # type: ignore[union-attr]
+    assert stages[-2:] == ["interpolation", "interpolation_finetune"]
+    cfg = {s: compose_command("train", [f"experiment=demo/{s}"]) for s in stages}
+    assert [str(cfg[s].stage.name) for s in stages] == ["autoencoder", "autoencoder", "image", "temporal",
+                                                        "interpolation", "interpolation"]
+    for parent, child, key in (("autoencoder", "autoencoder_finetune", "vae"), ("autoencoder_finetune", "image", "vae"),
+                               ("image", "prediction", "pretrained"), ("image", "interpolation", "pretrained"),
+                               ("interpolation", "interpolation_finetune", "pretrained")):
+        assert str(cfg[child].model[key]) == f"{cfg[parent].out}/export", (child, key)
+    # the fine-tune trains on the prior the demo samples its interpolation calls from
+    demo = compose_command("demo", [])
+    assert float(cfg["interpolation_finetune"].stage.noise_correlation) == float(
+        demo.interpolation_sampler.noise_correlation) > 0
+    assert float(cfg["interpolation"].stage.noise_correlation) == 0.0

@@ -89,10 +89,13 @@ def test_rerun_when_complete_reexports_and_different_config_is_refused(chain: di
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     world, cache = chain["world"], chain["cache"]
     before = load_file(str(chain["tmp"] / "export" / "temporal.safetensors"))
+    cost = json.loads((chain["tmp"] / "export" / "summary.json").read_text())["train_seconds_all_runs"]
     args = train_args("prediction", world, chain["tmp"], cache, 4, f"model.pretrained={chain['img'] / 'export'}")
     assert main(args) == 0
     after = load_file(str(chain["tmp"] / "export" / "temporal.safetensors"))
     assert all(torch.equal(before[k], after[k]) for k in before)
+    # the re-export reports the training the checkpoint recorded, not this invocation's few seconds
+    assert 0 < json.loads((chain["tmp"] / "export" / "summary.json").read_text())["train_seconds_all_runs"] <= cost
     capsys.readouterr()
     assert main([*args, "trainer.lr=0.5"]) == 2
     err = capsys.readouterr().err.strip()

@@ -4,6 +4,7 @@ doubled batch: both rest on the global sample order and per-sample random draws.
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,11 @@ def test_sigkill_mid_epoch_then_rerun_equals_uninterrupted(parents: dict[str, Pa
     a, b = _weights(tmp_path / "straight" / "export"), _weights(tmp_path / "killed" / "export")
     assert set(a) == set(b)
     assert max(float((a[k] - b[k]).abs().max()) for k in a) == 0.0
+    # the export's cost counts both invocations' training (up to the killed one's checkpoint)
+    killed_before = float(ckpt["callbacks"]["TrainingClock"]["train_seconds"])
+    summary = json.loads((tmp_path / "killed" / "export" / "summary.json").read_text())
+    assert 0 < killed_before < summary["train_seconds_all_runs"]
+    assert summary["train_seconds_all_runs"] - killed_before < summary["wall_time_s"]
 
 
 def _losses(run: Path) -> list[float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +69,25 @@ class SampleVideos(L.Callback):
                 for frame in clip.permute(0, 2, 3, 1).numpy():
                     video.write(frame)
         log.info("validation samples written to %s", self.folder)
+
+
+class TrainingClock(L.Callback):
+    """Wall seconds of training summed over every invocation of a resumed run: the total rides in the
+    checkpoint, so an export's `summary.json` reports what its steps cost, not only the last invocation.
+    Time after the last checkpoint of a killed invocation is lost with its steps (they are redone)."""
+
+    def __init__(self) -> None:
+        self.before = 0.0  # seconds of earlier invocations, up to their last checkpoint
+        self.started: float | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.started = time.perf_counter()
+
+    def total(self) -> float:
+        return self.before + (0.0 if self.started is None else time.perf_counter() - self.started)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"train_seconds": self.total()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.before = float(state_dict.get("train_seconds", 0.0))

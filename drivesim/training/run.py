@@ -123,9 +123,10 @@ def run_training(cfg: DictConfig) -> int:
     _prepare_out(out, cfg)
     data = build_train_data(resolved, out)
     module.dataset_size = len(data.train_set)  # type: ignore[arg-type,assignment]
-    from drivesim.training.callbacks import SampleVideos
+    from drivesim.training.callbacks import SampleVideos, TrainingClock
 
-    trainer = make_trainer(cfg, out, [SampleVideos(out / "logs" / "samples", fps=float(cfg.data.fps))])
+    clock = TrainingClock()
+    trainer = make_trainer(cfg, out, [SampleVideos(out / "logs" / "samples", fps=float(cfg.data.fps)), clock])
     last = out / "checkpoints" / "last.ckpt"
     ckpt = str(last) if last.is_file() else None
     if ckpt:
@@ -135,7 +136,8 @@ def run_training(cfg: DictConfig) -> int:
             trainer.fit(module, datamodule=data, ckpt_path=ckpt)
         else:
             log.info("run already complete (%d steps): re-exporting", int(cfg.trainer.max_steps))
-            _restore_weights(module, last)
+            state = _restore_weights(module, last)
+            clock.load_state_dict(state.get("callbacks", {}).get(clock.state_key, {}))
     except (NonFiniteLossError, EmptyDataError) as exc:
         log.error("%s; the last good checkpoint stays at %s; nothing exported", exc, last)
         return 1
@@ -154,6 +156,7 @@ def run_training(cfg: DictConfig) -> int:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
     summary = {"stage": resolved.stage, "seed": int(cfg.seed), "steps": steps, "final_metrics": metrics,
                "data": data.identity(), "wall_time_s": round(time.perf_counter() - started, 2),
+               "train_seconds_all_runs": round(clock.total(), 2),
                "threads": torch.get_num_threads()}
     if resolved.stage == "autoencoder" and resolved.autoencoder_path is not None:
         summary["initialised_from"] = str(resolved.autoencoder_path)
@@ -182,7 +185,8 @@ def _checkpoint_step(path: Path) -> int:
     return int(state.get("global_step", 0))
 
 
-def _restore_weights(module: Any, path: Path) -> None:
+def _restore_weights(module: Any, path: Path) -> dict[str, Any]:
     state = torch.load(path, map_location="cpu", weights_only=True)
     module.load_state_dict(state["state_dict"])
     module.on_load_checkpoint(state)
+    return dict(state)
