@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The demo recipe (README "Training the embedded default"): render the training world with fixed
 # seeds, then train the tiny cascade stage by stage. Every step resumes after a kill: run it again.
-#   bash scripts/train_demo.sh                      # all four stages (autoencoder and interpolation in two runs each)
+#   bash scripts/train_demo.sh                      # all four stages (the autoencoder in two runs)
 #   bash scripts/train_demo.sh autoencoder image    # some of them
 #   bash scripts/train_demo.sh decoder upsampler    # the optional stages (issue 12): not in the default run
+#   bash scripts/train_demo.sh interpolation_finetune  # optional: interpolation on frame-correlated noise (session 15)
 # One torch thread: the budget assumes a second core is left free.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,7 @@ if [ ! -f "$world/.recipe-complete" ]; then
     drivesim synth out="$world" scenes=24 seconds=60 seed=1000 camera.width=256 camera.height=128
     touch "$world/.recipe-complete"
 fi
-for stage in "${@:-autoencoder autoencoder_finetune image prediction interpolation interpolation_finetune}"; do
+for stage in "${@:-autoencoder autoencoder_finetune image prediction interpolation}"; do
     for s in $stage; do
         if [ "$s" = upsampler ] && [ ! -f "${world}_hr/.recipe-complete" ]; then
             # The x4 upsampler's high-res frames: the first training seeds rendered at 512x1024.

@@ -335,3 +335,27 @@ def test_interpolation_fine_tunes_on_frame_correlated_noise(chain: dict[str, Pat
     assert main(train_args("image", chain["world"], tmp_path / "img", chain["cache"], 1,
                            f"model.vae={chain['ae'] / 'export'}", "stage.noise_correlation=0.5")) == 2
     assert "only the prediction and interpolation stages" in capsys.readouterr().err
+
+
+def test_interpolation_keys_benchmark_scores_model_and_blend(chain: dict[str, Path]) -> None:
+    """benchmarks/bench_interpolation_keys.py: the keys come back exactly, the truth scores zero, and the
+    frame-step split tells a pop at the keys from motion between them."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_interpolation_keys import frame_steps, measure, parse_setting
+
+    grey = torch.zeros(1, 5, 2, 2)
+    grey[:, 1:4] = 10.0  # the in-between frames agree with each other, not with the keys at 0 and 4
+    mask = torch.tensor([[1.0, 0.0, 0.0, 0.0, 1.0]])
+    assert frame_steps(grey, mask) == {"at_key": 10.0, "between": 0.0}
+    assert parse_setting("20,0.05,0.95") == (20, 0.05, 0.95)
+    with pytest.raises(SystemExit, match="steps,init_strength,noise_correlation"):
+        parse_setting("20,0.05")
+    result = measure(chain["itp"] / "export", chain["world"], 2, [(2, 1.0, 0.0), (4, 0.25, 0.9)], seed=0)
+    truth, blend, *models = result["rows"]
+    assert truth["latent_mse"] == 0.0 and blend["latent_mse"] > 0 and len(models) == 2
+    for row in models:
+        by_position = row["latent_mse_by_position"]
+        assert by_position[0] == by_position[-1] == 0.0 and row["latent_mse"] > 0  # keys imposed exactly
+    assert models[0]["latent_mse"] != models[1]["latent_mse"]
