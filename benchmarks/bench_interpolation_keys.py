@@ -6,7 +6,8 @@ between the keys by position, and the mean |grey-level difference| of consecutiv
 into "at a key" (a key and its neighbours) and "between" (two in-between frames). The truth moves about
 evenly; a model whose in-between frames do not continue their keys shows a pop at every key (session 15:
 the reason the demo runs the model as a light refinement of the blend). Clips: the val split of a
-synthetic world, encoded by the export's autoencoder; the keys every 4th frame, as generation gives them.
+synthetic world, encoded by the export's autoencoder; the keys every `interpolation_factor`-th frame,
+conditioned as generation conditions them (context noise at the training mean, the export's stage id).
 
     python benchmarks/bench_interpolation_keys.py --export drivesim/assets/demo_cascade/interpolation \\
         --world outputs/recipe/world --setting 4,1.0,0 --setting 4,0.75,0.95 --setting 20,0.05,0.95
@@ -58,6 +59,8 @@ def measure(export_path: Path, world: Path, clips: int, settings: list[tuple[int
         sample_video,
     )
     from drivesim.exports import read_export
+    from drivesim.pipelines.conditions import Supports, with_context
+    from drivesim.pipelines.loading import context_noise_mean, trained_stage_ids
     from drivesim.training.adapter import batch_to_model_input, frames_to_unit
     from drivesim.training.data import collate_positioned
 
@@ -75,12 +78,14 @@ def measure(export_path: Path, world: Path, clips: int, settings: list[tuple[int
     batch = collate_positioned(list(enumerate(items)))
     latents = vae.encode_video(frames_to_unit(batch.clips.frames)).float()
     b, t = latents.shape[:2]
-    mask = (torch.arange(t) % 4 == 0).float()[None].expand(b, t).contiguous()
+    factor = int((export.config().get("stage") or {}).get("interpolation_factor", 4))
+    mask = (torch.arange(t) % factor == 0).float()[None].expand(b, t).contiguous()
     given = GivenFrames(latents * mask[..., None, None, None], mask)
-    cond = replace(batch_to_model_input(batch.clips, tuple(export.size)).condition,
-                   context_latents=given.latents, context_mask=mask, context_noise_level=torch.zeros(b))
-    if unet.condition_encoders is not None and unet.condition_encoders.frame.stage is not None:
-        cond = replace(cond, stage_id=torch.zeros(b, dtype=torch.long))
+    supports = Supports.of(unet)
+    cond = with_context(batch_to_model_input(batch.clips, tuple(export.size)).condition, given.latents, mask,
+                        supports, context_noise_mean(export), torch.Generator().manual_seed(seed + 1))
+    if supports.stage:
+        cond = replace(cond, stage_id=torch.full((b,), trained_stage_ids(export)[0], dtype=torch.long))
 
     def grey(z: torch.Tensor) -> torch.Tensor:
         return ((vae.decode_video(z, 8).clamp(-1, 1) + 1) * 127.5).mean(dim=2)

@@ -95,7 +95,9 @@ def test_rerun_when_complete_reexports_and_different_config_is_refused(chain: di
     after = load_file(str(chain["tmp"] / "export" / "temporal.safetensors"))
     assert all(torch.equal(before[k], after[k]) for k in before)
     # the re-export reports the training the checkpoint recorded, not this invocation's few seconds
-    assert 0 < json.loads((chain["tmp"] / "export" / "summary.json").read_text())["train_seconds_all_runs"] <= cost
+    recorded = torch.load(chain["tmp"] / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["TrainingClock"]
+    again = json.loads((chain["tmp"] / "export" / "summary.json").read_text())["train_seconds_all_runs"]
+    assert again == round(recorded["train_seconds"], 2) and 0 < again <= cost
     capsys.readouterr()
     assert main([*args, "trainer.lr=0.5"]) == 2
     err = capsys.readouterr().err.strip()
@@ -300,8 +302,8 @@ def test_interpolation_fine_tunes_on_frame_correlated_noise(chain: dict[str, Pat
         module = build_module(resolved, data)
         batch = collate_positioned([(0, data.train_set[0]), (1, data.train_set[1])])
         latents = module.latents_of(batch)
-        timesteps, noise, cond, _ = module.draw(batch, latents, module.generators(batch), module.condition_of(batch))
-        return timesteps, noise, cond.context_latents
+        timesteps, noise, cond, made = module.draw(batch, latents, module.generators(batch), module.condition_of(batch))
+        return timesteps, noise, cond.context_latents, made
 
     def frame_correlation(noise: torch.Tensor) -> float:
         flat = noise.flatten(2)  # (B, T, N)
@@ -309,13 +311,18 @@ def test_interpolation_fine_tunes_on_frame_correlated_noise(chain: dict[str, Pat
                  for b in range(flat.shape[0]) for i in range(flat.shape[1]) for j in range(i)]
         return float(torch.stack(pairs).mean())
 
-    t0, independent, context0 = drawn(0.0)
-    t9, correlated, context9 = drawn(0.9)
+    t0, independent, context0, made = drawn(0.0)
+    t9, correlated, context9, _ = drawn(0.9)
     assert torch.equal(t0, t9) and torch.equal(context0, context9)  # drawn last: nothing else moves
-    assert abs(frame_correlation(independent)) < 0.1 and abs(frame_correlation(correlated) - 0.9) < 0.05
+    to_make = made[0].bool()  # the frames between the keys (the same in every sample)
+    assert to_make.tolist() == [False, True, True, True, False]
+    assert abs(frame_correlation(independent[:, to_make])) < 0.1
+    assert abs(frame_correlation(correlated[:, to_make]) - 0.9) < 0.05
     assert abs(float(correlated.std()) - 1.0) < 0.1
-    shared = (correlated - 0.1 ** 0.5 * independent) / 0.9 ** 0.5  # the same common draw in every frame
-    assert torch.allclose(shared, shared[:, :1].expand_as(shared), atol=1e-5)
+    shared = (correlated[:, to_make] - 0.1 ** 0.5 * independent[:, to_make]) / 0.9 ** 0.5
+    assert torch.allclose(shared, shared[:, :1].expand_as(shared), atol=1e-5)  # one common draw
+    # the keys keep independent noise, as generation noises its given frames
+    assert torch.equal(correlated[:, ~to_make], independent[:, ~to_make])
 
     out = tmp_path / "ft"
     assert main(args(out, 1, 0.9, "trainer.lr=1e-12", "trainer.ema=false", "trainer.warmup_steps=0")) == 0
@@ -335,6 +342,12 @@ def test_interpolation_fine_tunes_on_frame_correlated_noise(chain: dict[str, Pat
     assert main(train_args("image", chain["world"], tmp_path / "img", chain["cache"], 1,
                            f"model.vae={chain['ae'] / 'export'}", "stage.noise_correlation=0.5")) == 2
     assert "only the prediction and interpolation stages" in capsys.readouterr().err
+    # going on from an export keeps the meaning of its frames
+    assert main(train_args("interpolation", chain["world"], tmp_path / "fps", chain["cache"], 1, "data.fps=6",
+                           "data.frames=5", f"model.pretrained={parent}")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "data.fps=6.0 but model.pretrained=" in err, err
+    assert not (tmp_path / "fps").exists()
 
 
 def test_interpolation_keys_benchmark_scores_model_and_blend(chain: dict[str, Path]) -> None:

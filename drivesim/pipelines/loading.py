@@ -82,7 +82,7 @@ def anchor_to_given(export: Export) -> bool:
     return bool(stage.get("anchor_to_given", False))
 
 
-def _stage_ids(export: Export) -> tuple[int, ...]:
+def trained_stage_ids(export: Export) -> tuple[int, ...]:
     """The stage id the interpolation export was trained with. Training uses one id per export, so a
     second x4 pass reuses it (at 4x the frame rate it was trained at; logged when it runs): feeding
     an id the model never saw would be worse."""
@@ -137,7 +137,7 @@ def load_cascade(checkpoint: str | None, interpolation: str | None, sampler: Any
         if export.stage == "image":  # one frame at a time, no context
             return StageModel(unet, 1, 0.0)
         noise = context_noise_mean(export) if level is None else float(level)
-        return StageModel(unet, int(export.frames), noise, _stage_ids(export), anchor_to_given=anchor_to_given(export))
+        return StageModel(unet, int(export.frames), noise, trained_stage_ids(export), anchor_to_given=anchor_to_given(export))
 
     vae = exports.get("decoder", prediction).load_vae().to(device=device, dtype=dtype).eval()
     size = (int(prediction.size[0]), int(prediction.size[1]))

@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from diffusers import DDIMScheduler
 
+from drivesim.diffusion.sampling import frame_correlated_noise
 from drivesim.pipelines.writers import Mp4Writer
 from drivesim.training.adapter import unit_to_frames
 
@@ -25,7 +26,10 @@ def sample_clip(module: Any, latents: torch.Tensor, cond: Any, steps: int, seed:
     scheduler = DDIMScheduler.from_config(module.objective.scheduler_config())
     scheduler.set_timesteps(steps)
     generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
+    x = torch.randn(latents.shape, generator=generator)
+    stage_cfg = getattr(module, "stage_cfg", None)
+    correlation = float(stage_cfg.get("noise_correlation", 0.0)) if stage_cfg is not None else 0.0
+    x = frame_correlated_noise(x, correlation, generator).to(latents.device, latents.dtype)
     for t in scheduler.timesteps:
         out = module.unet(x, t.expand(latents.shape[0]).to(latents.device), cond)
         x = scheduler.step(out, t, x).prev_sample
@@ -79,6 +83,7 @@ class TrainingClock(L.Callback):
     def __init__(self) -> None:
         self.before = 0.0  # seconds of earlier invocations, up to their last checkpoint
         self.started: float | None = None
+        self.known = True  # False: resumed from a checkpoint made before the clock existed
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.started = time.perf_counter()
@@ -86,8 +91,13 @@ class TrainingClock(L.Callback):
     def total(self) -> float:
         return self.before + (0.0 if self.started is None else time.perf_counter() - self.started)
 
+    def reported(self) -> float | None:
+        """The total for `summary.json`; None where earlier invocations went unrecorded (an older checkpoint)."""
+        return round(self.total(), 2) if self.known else None
+
     def state_dict(self) -> dict[str, Any]:
         return {"train_seconds": self.total()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.known = "train_seconds" in state_dict
         self.before = float(state_dict.get("train_seconds", 0.0))

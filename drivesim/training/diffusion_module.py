@@ -144,11 +144,15 @@ class DiffusionModule(StageModule):
             if cond.ego_waypoints is not None:
                 nan = torch.full_like(cond.ego_waypoints, float("nan"))
                 cond = replace(cond, ego_waypoints=torch.where(drop_wp[:, None, None, None], nan, cond.ego_waypoints))
+        given = cond.context_mask if cond.context_mask is not None else torch.zeros(b, t, device=dev)
         correlation = float(self.stage_cfg.get("noise_correlation", 0.0))
         if correlation > 0 and not self.image_like:  # drawn last: 0 leaves every earlier draw as it was
             shared = per_sample(generators, "randn", (1, *latents.shape[2:])).to(dev, latents.dtype)
-            noise = mix_shared_noise(noise, shared, correlation)
-        given = cond.context_mask if cond.context_mask is not None else torch.zeros(b, t, device=dev)
+            # Only the frames the model makes share it: generation noises the given frames independently (a
+            # shared part there would let the model read the common noise off its clean context), and an
+            # image-only sample denoises its frames one by one.
+            mixed = (given == 0) & ~image_only.to(dev)[:, None]
+            noise = torch.where(mixed[..., None, None, None], mix_shared_noise(noise, shared, correlation), noise)
         return timesteps.to(dev), noise, cond, 1.0 - given.float()
 
     def diffusion_loss(self, latents: Tensor, timesteps: Tensor, noise: Tensor, cond: VideoCondition,

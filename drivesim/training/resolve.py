@@ -20,9 +20,8 @@ from drivesim.exports import MARKER, Export, ExportError, read_export
 log = logging.getLogger(__name__)
 STAGE_ALIASES = {"prediction": "temporal"}
 TRAINABLE_STAGES = ("autoencoder", "image", "temporal", "interpolation", "upsampler", "decoder", "lora")
-# The export stages `model.pretrained` may name, per training stage (default: an image export).
-# The stage an export may start from (default: image). A video stage may also go on from an export of its
-# own stage (fine-tuning; the new export keeps that export's parents).
+# The export stages `model.pretrained` may name, per training stage (default: an image export). A video stage
+# may also go on from an export of its own stage (fine-tuning; the new export keeps that export's parents).
 PARENT_STAGES: dict[str, tuple[str, ...]] = {"lora": ("image", "temporal"), "upsampler": ("image", "temporal"),
                                              "decoder": ("image", "temporal", "interpolation"),
                                              "temporal": ("image", "temporal"),
@@ -33,6 +32,29 @@ class TrainConfigError(ValueError):
     """A train config that cannot run: one line naming the key or path."""
 
 
+# What a frame of a video stage means: a run going on from an export must keep these as they were.
+SAME_STAGE_KEYS = ("anchor_to_given", "interpolation_factor", "stage_id")
+
+
+def _check_same_stage_parent(parent: Export, cfg: DictConfig) -> None:
+    """A run going on from an export of its own stage keeps that export's lineage (checked here, before
+    anything trains, as the new export will record it) and the settings that define its frames."""
+    for role in parent.parents:
+        try:
+            parent.check_parent(role)
+        except ExportError as exc:
+            raise TrainConfigError(f"model.pretrained: {' '.join(str(exc).split())}") from None
+    theirs = parent.config().get("stage") or {}
+    for key in SAME_STAGE_KEYS:
+        mine, was = cfg.stage.get(key), theirs.get(key)
+        if was is not None and mine != was:
+            raise TrainConfigError(f"stage.{key}={mine} but model.pretrained={parent.path} was trained with {was}: "
+                                   "going on from an export keeps it")
+    if abs(float(cfg.data.fps) - parent.fps) > 1e-6:
+        raise TrainConfigError(f"data.fps={cfg.data.fps} but model.pretrained={parent.path} was trained at "
+                               f"{parent.fps:g} fps: going on from an export keeps it")
+
+
 @dataclass
 class Resolved:
     """The stage's inputs, checked: the resolved config and its parents."""
@@ -41,7 +63,7 @@ class Resolved:
     stage: str
     autoencoder_path: Path | None  # the diffusers AutoencoderKL folder latents come from
     autoencoder_parent: Path | None  # what the export records as its autoencoder parent
-    image_parent: Export | None  # the export a stage starts from (image; image or temporal for lora / upsampler)
+    image_parent: Export | None  # the export a stage starts from (PARENT_STAGES: image, or another per stage)
     sd_weights: str | None  # local SD UNet weights to inflate (no image export)
 
 
@@ -104,6 +126,8 @@ def resolve(cfg: DictConfig) -> Resolved:
             if stage == "image":
                 raise TrainConfigError("model.pretrained: the image stage starts from SD weights or from scratch, "
                                        "not from an export")
+            if image_parent.stage == stage:
+                _check_same_stage_parent(image_parent, cfg)
         elif model.pretrained:
             sd_weights = str(model.pretrained)
         if stage == "lora" and image_parent is None:
@@ -125,8 +149,8 @@ def resolve(cfg: DictConfig) -> Resolved:
                 log.warning("model.pretrained was trained as model %s, this run is model %s",
                             image_parent.model_name, model.name)
             if image_parent.prediction_type != model.prediction_type:
-                raise TrainConfigError(f"model.prediction_type={model.prediction_type} but the image export "
-                                       f"{image_parent.path} predicts {image_parent.prediction_type}")
+                raise TrainConfigError(f"model.prediction_type={model.prediction_type} but the {image_parent.stage} "
+                                       f"export {image_parent.path} predicts {image_parent.prediction_type}")
     if stage == "autoencoder":
         from drivesim.training.autoencoder_module import check_colour_options
 

@@ -131,13 +131,14 @@ def run_training(cfg: DictConfig) -> int:
     ckpt = str(last) if last.is_file() else None
     if ckpt:
         log.info("resuming from %s", ckpt)
+        # Lightning restores the clock's total, or nothing from a checkpoint made before the clock existed.
+        clock.load_state_dict(_callback_state(last, clock.state_key))
     try:
         if ckpt is None or _checkpoint_step(last) < int(cfg.trainer.max_steps):
             trainer.fit(module, datamodule=data, ckpt_path=ckpt)
         else:
             log.info("run already complete (%d steps): re-exporting", int(cfg.trainer.max_steps))
-            state = _restore_weights(module, last)
-            clock.load_state_dict(state.get("callbacks", {}).get(clock.state_key, {}))
+            _restore_weights(module, last)
     except (NonFiniteLossError, EmptyDataError) as exc:
         log.error("%s; the last good checkpoint stays at %s; nothing exported", exc, last)
         return 1
@@ -156,7 +157,7 @@ def run_training(cfg: DictConfig) -> int:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
     summary = {"stage": resolved.stage, "seed": int(cfg.seed), "steps": steps, "final_metrics": metrics,
                "data": data.identity(), "wall_time_s": round(time.perf_counter() - started, 2),
-               "train_seconds_all_runs": round(clock.total(), 2),
+               "train_seconds_all_runs": clock.reported(),
                "threads": torch.get_num_threads()}
     if resolved.stage == "autoencoder" and resolved.autoencoder_path is not None:
         summary["initialised_from"] = str(resolved.autoencoder_path)
@@ -185,8 +186,12 @@ def _checkpoint_step(path: Path) -> int:
     return int(state.get("global_step", 0))
 
 
-def _restore_weights(module: Any, path: Path) -> dict[str, Any]:
+def _callback_state(path: Path, key: str) -> dict[str, Any]:
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return dict(state.get("callbacks", {}).get(key, {}))
+
+
+def _restore_weights(module: Any, path: Path) -> None:
     state = torch.load(path, map_location="cpu", weights_only=True)
     module.load_state_dict(state["state_dict"])
     module.on_load_checkpoint(state)
-    return dict(state)
