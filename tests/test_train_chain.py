@@ -106,7 +106,7 @@ def test_rerun_when_complete_reexports_and_different_config_is_refused(chain: di
 
 @pytest.mark.parametrize("extra, message", [
     (["model.vae=/no/such/folder"], "model.vae=/no/such/folder: no such file"),
-    (["model.pretrained={tmp}/export"], "is a 'temporal' export; expected image"),
+    (["model.pretrained={itp}/export"], "is a 'interpolation' export; expected image or temporal"),
     (["model.pretrained={img}/export", "data.size=[32,64]"], "data.size=[32, 64]"),
     (["model.pretrained={img}/export", "data.frames=3"], "data.frames=3 but model.num_frames=4"),
     (["model.pretrained={img}/export", "model.prediction_type=v_prediction"], "predicts epsilon"),
@@ -115,7 +115,7 @@ def test_rerun_when_complete_reexports_and_different_config_is_refused(chain: di
 def test_errors_are_one_line_and_write_nothing(chain: dict[str, Path], tmp_path: Path, extra: list[str],
                                                message: str, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    extra = [e.format(tmp=chain["tmp"], img=chain["img"]) for e in extra]
+    extra = [e.format(tmp=chain["tmp"], img=chain["img"], itp=chain["itp"]) for e in extra]
     assert main(train_args("temporal", chain["world"], out, chain["cache"], 2, *extra)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
