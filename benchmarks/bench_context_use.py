@@ -19,6 +19,7 @@ import logging
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -34,30 +35,39 @@ def given_mask(stage: str, frames: int, clips: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def measure(export_path: Path, world: Path, clips: int) -> dict[str, object]:
+def val_clip_latents(export: Any, vae: Any, world: Path, clips: int) -> tuple[Any, torch.Tensor]:
+    """`clips` clips spread over the val split of `world`, shaped as `export` was trained (fps, frames,
+    size): the collated batch and its latents by `vae` (the export's autoencoder)."""
     from drivesim.config import compose_command
     from drivesim.data.factory import build_dataset
-    from drivesim.diffusion.objectives import DiffusionObjective
-    from drivesim.exports import read_export
-    from drivesim.models.conditioning.context import context_guess, nearest_given
-    from drivesim.models.conditioning.context_blend import implied_output
-    from drivesim.training.adapter import batch_to_model_input, frames_to_unit
+    from drivesim.training.adapter import frames_to_unit
     from drivesim.training.data import collate_positioned
 
-    export = read_export(export_path)
-    if export.stage not in ("temporal", "interpolation"):
-        raise SystemExit(f"{export_path}: a {export.stage!r} export; expected temporal or interpolation")
-    unet = export.build_unet().eval().float()
-    vae = export.parent("autoencoder").load_vae()  # type: ignore[union-attr]
-    schedule = {k: v for k, v in export.scheduler_config().items() if not k.startswith("_") and k != "prediction_type"}
-    objective = DiffusionObjective(schedule, str(export.prediction_type))
     data = compose_command("train", ["data=synthetic", f"data.root={world}", f"data.fps={export.fps:g}",
                                      f"data.frames={export.frames}", f"data.size={list(export.size)}"]).data
     dataset = build_dataset(data, split="val")
     step = max(1, len(dataset) // clips)
     items = [dataset[i] for i in range(0, len(dataset), step)][:clips]
     batch = collate_positioned(list(enumerate(items)))
-    latents = vae.encode_video(frames_to_unit(batch.clips.frames)).float()
+    return batch, vae.encode_video(frames_to_unit(batch.clips.frames)).float()
+
+
+@torch.no_grad()
+def measure(export_path: Path, world: Path, clips: int) -> dict[str, object]:
+    from drivesim.diffusion.objectives import DiffusionObjective
+    from drivesim.exports import read_export
+    from drivesim.models.conditioning.context import context_guess, nearest_given
+    from drivesim.models.conditioning.context_blend import implied_output
+    from drivesim.training.adapter import batch_to_model_input
+
+    export = read_export(export_path)
+    if export.stage not in ("temporal", "interpolation"):
+        raise SystemExit(f"{export_path}: a {export.stage!r} export; expected temporal or interpolation")
+    unet = export.build_unet().eval().float()
+    schedule = {k: v for k, v in export.scheduler_config().items() if not k.startswith("_") and k != "prediction_type"}
+    objective = DiffusionObjective(schedule, str(export.prediction_type))
+    vae = export.parent("autoencoder").load_vae()  # type: ignore[union-attr]
+    batch, latents = val_clip_latents(export, vae, world, clips)
     b, t = latents.shape[:2]
     base = batch_to_model_input(batch.clips, tuple(export.size)).condition
     mask = given_mask(export.stage, t, b)

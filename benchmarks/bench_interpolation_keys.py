@@ -48,8 +48,8 @@ def frame_steps(grey: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
 @torch.no_grad()
 def measure(export_path: Path, world: Path, clips: int, settings: list[tuple[int, float, float]],
             seed: int) -> dict[str, Any]:
-    from drivesim.config import compose_command
-    from drivesim.data.factory import build_dataset
+    from bench_context_use import val_clip_latents
+
     from drivesim.diffusion.cfg import GuidedDenoiser
     from drivesim.diffusion.sampling import (
         GivenFrames,
@@ -61,8 +61,7 @@ def measure(export_path: Path, world: Path, clips: int, settings: list[tuple[int
     from drivesim.exports import read_export
     from drivesim.pipelines.conditions import Supports, with_context
     from drivesim.pipelines.loading import context_noise_mean, trained_stage_ids
-    from drivesim.training.adapter import batch_to_model_input, frames_to_unit
-    from drivesim.training.data import collate_positioned
+    from drivesim.training.adapter import batch_to_model_input
 
     export = read_export(export_path)
     if export.stage != "interpolation":
@@ -70,13 +69,7 @@ def measure(export_path: Path, world: Path, clips: int, settings: list[tuple[int
     unet = export.build_unet().eval().float()
     vae = export.parent("autoencoder").load_vae()  # type: ignore[union-attr]
     schedule = export.scheduler_config()
-    data = compose_command("train", ["data=synthetic", f"data.root={world}", f"data.fps={export.fps:g}",
-                                     f"data.frames={export.frames}", f"data.size={list(export.size)}"]).data
-    dataset = build_dataset(data, split="val")
-    step = max(1, len(dataset) // clips)
-    items = [dataset[i] for i in range(0, len(dataset), step)][:clips]
-    batch = collate_positioned(list(enumerate(items)))
-    latents = vae.encode_video(frames_to_unit(batch.clips.frames)).float()
+    batch, latents = val_clip_latents(export, vae, world, clips)
     b, t = latents.shape[:2]
     factor = int((export.config().get("stage") or {}).get("interpolation_factor", 4))
     mask = (torch.arange(t) % factor == 0).float()[None].expand(b, t).contiguous()

@@ -129,12 +129,15 @@ def run_training(cfg: DictConfig) -> int:
     trainer = make_trainer(cfg, out, [SampleVideos(out / "logs" / "samples", fps=float(cfg.data.fps)), clock])
     last = out / "checkpoints" / "last.ckpt"
     ckpt = str(last) if last.is_file() else None
+    done = 0
     if ckpt:
         log.info("resuming from %s", ckpt)
+        state = _read_checkpoint(last)
+        done = int(state.get("global_step", 0))
         # Lightning restores the clock's total, or nothing from a checkpoint made before the clock existed.
-        clock.load_state_dict(_callback_state(last, clock.state_key))
+        clock.load_state_dict(dict(state.get("callbacks", {}).get(clock.state_key, {})))
     try:
-        if ckpt is None or _checkpoint_step(last) < int(cfg.trainer.max_steps):
+        if done < int(cfg.trainer.max_steps):
             trainer.fit(module, datamodule=data, ckpt_path=ckpt)
         else:
             log.info("run already complete (%d steps): re-exporting", int(cfg.trainer.max_steps))
@@ -181,14 +184,13 @@ def run_training(cfg: DictConfig) -> int:
     return 0
 
 
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint's entries, its tensors memory-mapped (read where used, not here)."""
+    return dict(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
+
+
 def _checkpoint_step(path: Path) -> int:
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    return int(state.get("global_step", 0))
-
-
-def _callback_state(path: Path, key: str) -> dict[str, Any]:
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    return dict(state.get("callbacks", {}).get(key, {}))
+    return int(_read_checkpoint(path).get("global_step", 0))
 
 
 def _restore_weights(module: Any, path: Path) -> None:
