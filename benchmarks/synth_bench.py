@@ -306,6 +306,18 @@ def cascade_identity(plan: CascadePlan) -> dict[str, str]:
     return {stage: folder_digest(export.path) for stage, export in sorted(plan.stages.items())}
 
 
+#: The prediction sampler's fields that `_image_model` reads: the rest (context guidance, SDEdit strength, frame
+#: correlation, context noise) cannot change its frames, so changing them keeps the image model's videos.
+IMAGE_SAMPLER_FIELDS = ("name", "steps", "eta", "timestep_spacing", "guidance", "guidance_mode", "max_batch")
+
+
+def image_sampler_stamp(sampler: dict[str, Any]) -> dict[str, Any]:
+    """The part of the demo's prediction sampler the frame-by-frame image model runs with (no context)."""
+    kept = {k: sampler.get(k) for k in IMAGE_SAMPLER_FIELDS}
+    kept["guidance"] = {k: v for k, v in dict(sampler.get("guidance") or {}).items() if k != "context"}
+    return kept
+
+
 def method_stamps(settings: BenchSettings, cfg: Any, plan: CascadePlan) -> dict[str, str]:
     """Per method, everything that changes its videos (not their scores). A baseline does not depend on the
     model under test: benchmarking a retrained prediction or interpolation model regenerates the cascade's
@@ -318,7 +330,8 @@ def method_stamps(settings: BenchSettings, cfg: Any, plan: CascadePlan) -> dict[
     ids = cascade_identity(plan)
     autoencoder = {**drives, "autoencoder": ids.get("autoencoder", ids["temporal"]), "chunk": CHUNK}
     demo = OmegaConf.to_container(cfg, resolve=True)
-    image = {**autoencoder, "image": ids.get("image"), "sampler": demo["sampler"], "seed": demo["seed"]}  # type: ignore[index]
+    image = {**autoencoder, "image": ids.get("image"), "sampler": image_sampler_stamp(demo["sampler"]),  # type: ignore[index]
+             "schedule": plan.stages["temporal"].scheduler_config(), "seed": demo["seed"]}  # type: ignore[index]
     stamps = {"real": drives, "copy_last_frame": drives, "autoencoder": autoencoder, "image_model": image,
               "cascade": {**drives, "cascade": ids, "demo": demo}}
     return {m: json.dumps(v, sort_keys=True, default=str) for m, v in stamps.items()}

@@ -95,3 +95,17 @@ def test_synth_bench_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     (mine / "notes.txt").write_text("keep")
     assert bench.main(["--cascade", str(tmp_path / "cascade"), "--work", str(mine), "--out", str(out)]) == 2
     assert (mine / "notes.txt").is_file()  # --work is emptied only when it holds a benchmark's videos
+
+
+def test_image_model_stamp_ignores_prediction_only_sampler_fields() -> None:
+    """The image-model baseline reads steps, guidance (no context) and the scheduler settings of the demo's
+    prediction sampler: a change of context guidance, SDEdit strength or frame correlation keeps its videos."""
+    bench = _bench_module()
+    base = {"name": "ddim", "steps": 8, "eta": 0.0, "timestep_spacing": "trailing", "guidance_mode": "composed",
+            "max_batch": 0, "guidance": {"boxes": 2.0, "context": 1.0}, "init_strength": 1.0,
+            "noise_correlation": 0.0, "context_noise_level": None}
+    same = {**base, "guidance": {"boxes": 2.0, "context": 2.0}, "init_strength": 0.5, "noise_correlation": 0.9,
+            "context_noise_level": 0.1}
+    assert bench.image_sampler_stamp(same) == bench.image_sampler_stamp(base)
+    for changed in ({"steps": 10}, {"guidance": {"boxes": 3.0}}, {"eta": 1.0}, {"guidance_mode": "nested"}):
+        assert bench.image_sampler_stamp({**base, **changed}) != bench.image_sampler_stamp(base), changed
