@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -329,9 +329,9 @@ def method_stamps(settings: BenchSettings, cfg: Any, plan: CascadePlan) -> dict[
               "floor_seed_offset": FLOOR_SEED_OFFSET}
     ids = cascade_identity(plan)
     autoencoder = {**drives, "autoencoder": ids.get("autoencoder", ids["temporal"]), "chunk": CHUNK}
-    demo = OmegaConf.to_container(cfg, resolve=True)
-    image = {**autoencoder, "image": ids.get("image"), "sampler": image_sampler_stamp(demo["sampler"]),  # type: ignore[index]
-             "schedule": plan.stages["temporal"].scheduler_config(), "seed": demo["seed"]}  # type: ignore[index]
+    demo = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+    image = {**autoencoder, "image": ids.get("image"), "sampler": image_sampler_stamp(demo["sampler"]),
+             "schedule": plan.stages["temporal"].scheduler_config(), "seed": demo["seed"]}
     stamps = {"real": drives, "copy_last_frame": drives, "autoencoder": autoencoder, "image_model": image,
               "cascade": {**drives, "cascade": ids, "demo": demo}}
     return {m: json.dumps(v, sort_keys=True, default=str) for m, v in stamps.items()}
