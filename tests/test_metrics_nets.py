@@ -91,6 +91,14 @@ def test_synthetic_frechet_metrics_and_actions_run_on_the_encoder(weights: Path)
     video = EvalVideo("v", clips.flatten(0, 1)[:16], 12.0, [FrameCond(k / 12, 5.0, 0.1) for k in range(16)])
     series = action_series(encoder, video)
     assert len(series.times) == 3 and np.isfinite(series.speed_error).all()
+    # Speed commanded alone (a scenario may leave the yaw rate to the model): speed is still scored.
+    from drivesim.metrics.action import mean_error
+
+    speed_only = EvalVideo("s", video.frames, 12.0, [FrameCond(k / 12, 5.0, float("nan")) for k in range(16)])
+    alone = action_series(encoder, speed_only)
+    assert np.allclose(alone.speed_error, series.speed_error) and np.isnan(alone.yaw_rate_error).all()
+    assert mean_error([alone], "speed") == (float(series.speed_error.mean()), 3)
+    assert mean_error([alone], "yaw_rate")[1] == 0
 
 
 def test_a_checkpoint_of_another_recipe_is_refused(tmp_path: Path) -> None:

@@ -116,6 +116,11 @@ def test_camera_from_export_data_is_rescaled_to_the_output_frame() -> None:
          "colour"),
         ({"weather": "rain"}, "weather"),
         ({"seconds": -3}, "seconds"),
+        ({"camera": {"horizontal_fov_deg": 70, "extrinsics": [[0.0] * 4] * 4}}, "camera.extrinsics"),
+        ({"camera": {"horizontal_fov_deg": 70, "extrinsics": [[2.0, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}},
+         "camera.extrinsics"),
+        ({"camera": {"intrinsics": [[0.0] * 3] * 3, "size": [128, 256]}}, "camera.intrinsics"),
+        ({"agents": [{"id": [1, 2], "class": "car", "size": [4, 2, 1], "track": [[0, 9, 0, 0]]}]}, "id"),
     ],
 )
 def test_invalid_scenarios_name_the_field(tmp_path: Path, changes: dict[str, Any], named: str) -> None:
@@ -166,3 +171,35 @@ def test_a_timeline_without_unseen_agents_matches_one_built_from_scratch() -> No
     for t in (0.0, 1 / 3, 2.0, 3.5):
         assert reduced.at(t) == fresh.at(t) and reduced.at(t).boxes[0].instance == 1
     assert reduced.at(1 / 3) is reduced.at(0.1 + 0.2 + 1 / 3 - 0.30000000000000004)  # one computation per time
+
+
+def test_a_copy_of_a_shipped_scenario_file_loads(tmp_path: Path) -> None:
+    """Users copy conf/scenario files, `defaults:` list included: scenario.path= reads them."""
+    repo = Path(__file__).resolve().parents[1]
+    copy = tmp_path / "mine.yaml"
+    copy.write_text((repo / "conf" / "scenario" / "cut_in_at_night.yaml").read_text())
+    scenario = load_scenario(copy)
+    assert scenario.name == "cut_in_at_night" and scenario.agents
+
+
+def test_a_config_group_scenario_names_its_own_file(tmp_path: Path) -> None:
+    """scenario=NAME: errors name conf/scenario/NAME.yaml, and a file without `name:` is named after it."""
+    import shutil
+
+    from drivesim.config.compose import compose_command
+    from drivesim.scenario.from_config import scenario_from_config
+
+    repo = Path(__file__).resolve().parents[1]
+    conf = tmp_path / "conf"
+    shutil.copytree(repo / "conf", conf)
+    head = "defaults:\n  - /schema/scenario/base@_here_\n  - _self_\n"
+    (conf / "scenario" / "nameless.yaml").write_text(head + "seconds: 2\nego:\n  speed: [[0, 5.0]]\n")
+    (conf / "scenario" / "broken.yaml").write_text(head + "name: lead_brake\nego:\n  speed: [[0, .nan]]\n")
+    cfg = compose_command("generate", ["scenario=nameless", "checkpoint=x"], conf_dir=conf)
+    assert scenario_from_config(cfg.scenario).name == "nameless"
+    cfg = compose_command("generate", ["scenario=broken", "checkpoint=x"], conf_dir=conf)
+    with pytest.raises(ScenarioError, match=r"broken\.yaml: ego\.speed"):
+        scenario_from_config(cfg.scenario)
+    cfg = compose_command("generate", ["scenario=nameless", "checkpoint=x", "scenario.seconds=-1"], conf_dir=conf)
+    with pytest.raises(ScenarioError, match=r"nameless\.yaml \(with scenario\.\* overrides\): seconds"):
+        scenario_from_config(cfg.scenario)

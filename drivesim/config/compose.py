@@ -9,7 +9,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from drivesim.config.store import register_schemas
@@ -61,6 +61,19 @@ def _check_schema_keys(node: DictConfig, prefix: str) -> None:
             _check_schema_keys(child, f"{full}.")
 
 
+def _record_scenario_source(cfg: DictConfig, choice: str | None, overrides: list[str], conf_dir: Path) -> None:
+    """`scenario.source`: the conf/scenario file the scenario's fields came from, so that its errors name that
+    file (and a file without `name:` is named after it) - not the schema's default or a file that does not exist."""
+    node = cfg.get("scenario")
+    if not choice or not isinstance(node, DictConfig) or "source" not in node or node.get("source"):
+        return
+    source = str(conf_dir / "scenario" / f"{choice}.yaml")
+    edited = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    if any(k.startswith("scenario.") and k not in ("scenario.path", "scenario.source") for k in edited):
+        source += " (with scenario.* overrides)"
+    node.source = source
+
+
 def compose_command(command: str, overrides: list[str], conf_dir: Path = CONF_DIR) -> DictConfig:
     """Compose `conf/<command>.yaml` with `overrides`, validated against the command's schema."""
     if not (conf_dir / f"{command}.yaml").is_file():
@@ -70,7 +83,11 @@ def compose_command(command: str, overrides: list[str], conf_dir: Path = CONF_DI
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-            cfg = compose(config_name=command, overrides=overrides)
+            cfg = compose(config_name=command, overrides=overrides, return_hydra_config=True)
+        choices = {str(k): v for k, v in cfg.hydra.runtime.choices.items()}
+        with open_dict(cfg):
+            del cfg["hydra"]
+        _record_scenario_source(cfg, choices.get("scenario"), overrides, conf_dir)
         missing = sorted(OmegaConf.missing_keys(cfg))
         if missing:
             raise ConfigError(f"missing required value for {', '.join(missing)} (set it as key=value)")

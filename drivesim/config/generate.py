@@ -70,8 +70,9 @@ class ReplayConfig:
 class ScenarioConfig:
     """A scenario: its fields inline (format in conf/scenario/README.md), a file (`path`), or a replay."""
 
-    name: str = "free_drive"
+    name: str | None = None  # null: the file's name (conf/scenario/NAME.yaml, or scenario.path's stem)
     path: str | None = None  # a scenario YAML file; when set, the inline fields below are not used
+    source: str | None = None  # set when composed: the conf/scenario file the fields came from (errors name it)
     seconds: float | None = None
     labels: dict[str, Any] = field(default_factory=dict)
     text: str | None = None

@@ -3,7 +3,8 @@ the commanded ones (generated) or the true ones (real clips).
 
 Each video is cut into windows of `window` frames every `stride` frames; the encoder predicts the
 window's mean speed and yaw rate, compared with the mean of the commanded values over the window's
-frames (windows with an unknown command are left out). Errors are mean absolute errors.
+frames. A quantity whose command is unknown in a window (a scenario may command speed alone) is NaN there
+and left out of that quantity's error only. Errors are mean absolute errors.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ STRIDE = 4
 @dataclass
 class ActionSeries:
     times: np.ndarray  # window midpoints, seconds from the first evaluated frame
-    speed_error: np.ndarray  # |predicted - commanded|, m/s
-    yaw_rate_error: np.ndarray  # rad/s
+    speed_error: np.ndarray  # |predicted - commanded|, m/s; NaN where the window's speed command is unknown
+    yaw_rate_error: np.ndarray  # rad/s; NaN where its yaw-rate command is unknown
 
 
 def action_series(encoder: AttributeEncoder, video: EvalVideo, start: int = 0, window: int = WINDOW,
@@ -39,10 +40,11 @@ def action_series(encoder: AttributeEncoder, video: EvalVideo, start: int = 0, w
     for s in starts:
         speed = np.array([c.ego_speed for c in conds[s:s + window]], np.float64)
         yaw = np.array([c.ego_yaw_rate for c in conds[s:s + window]], np.float64)
-        if not (np.isfinite(speed).all() and np.isfinite(yaw).all()):
+        known_speed, known_yaw = bool(np.isfinite(speed).all()), bool(np.isfinite(yaw).all())
+        if not (known_speed or known_yaw):
             continue
         clips.append(frames[s:s + window])
-        commands.append((speed.mean(), yaw.mean()))
+        commands.append((speed.mean() if known_speed else math.nan, yaw.mean() if known_yaw else math.nan))
         times.append((s + window / 2) / video.fps)
     if clips:
         with torch.no_grad():
@@ -54,9 +56,15 @@ def action_series(encoder: AttributeEncoder, video: EvalVideo, start: int = 0, w
     return ActionSeries(np.array(times), np.array(speed_err), np.array(yaw_err))
 
 
-def mean_errors(series: list[ActionSeries]) -> tuple[float, float, int]:
-    speed = np.concatenate([s.speed_error for s in series]) if series else np.zeros(0)
-    yaw = np.concatenate([s.yaw_rate_error for s in series]) if series else np.zeros(0)
-    if speed.size == 0:
-        return math.nan, math.nan, 0
-    return float(speed.mean()), float(yaw.mean()), int(speed.size)
+def known(series: list[ActionSeries], quantity: str) -> tuple[np.ndarray, np.ndarray]:
+    """(times, errors) of the windows where `quantity` ("speed" or "yaw_rate") was commanded."""
+    times = np.concatenate([s.times for s in series]) if series else np.zeros(0)
+    errors = np.concatenate([getattr(s, f"{quantity}_error") for s in series]) if series else np.zeros(0)
+    keep = np.isfinite(errors)
+    return times[keep], errors[keep]
+
+
+def mean_error(series: list[ActionSeries], quantity: str) -> tuple[float, int]:
+    """The MAE of `quantity` over the windows that command it, and their count (NaN, 0 if none does)."""
+    _, errors = known(series, quantity)
+    return (float(errors.mean()), int(errors.size)) if errors.size else (math.nan, 0)

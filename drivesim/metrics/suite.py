@@ -292,7 +292,7 @@ def _layout(gen: VideoSeq, real: VideoSeq, opts: SuiteOptions, out: SuiteResult)
 
 
 def _action(gen: VideoSeq, real: VideoSeq, opts: SuiteOptions, out: SuiteResult) -> None:
-    from drivesim.metrics.action import action_series, mean_errors
+    from drivesim.metrics.action import action_series, known, mean_error
 
     p, start = opts.protocol, first_counted(opts.protocol)
     encoder = _encoder(out)
@@ -305,20 +305,23 @@ def _action(gen: VideoSeq, real: VideoSeq, opts: SuiteOptions, out: SuiteResult)
     _need(bool(gs), "action: no generated video has conditions.jsonl (commanded ego speed and yaw rate)")
     rs = _real_side("action", opts, out.extractors["attributes"],
                     lambda: [action_series(encoder, v, start) for v in with_conditions(real)])
-    gsp, gyaw, n = mean_errors(gs)
-    rsp, ryaw, n_real = mean_errors(rs)
-    _need(n > 0, "action: no window of the generated videos has known ego commands")
-    times = np.concatenate([s.times for s in gs])
-    figures = {"speed": (gsp, rsp, "m/s MAE", [s.speed_error for s in gs]),
-               "yaw_rate": (gyaw, ryaw, "rad/s MAE", [s.yaw_rate_error for s in gs])}
-    for name, (value, real_value, unit, errors) in figures.items():
+    _need(any(mean_error(gs, q)[1] for q in ("speed", "yaw_rate")),
+          "action: no window of the generated videos has known ego commands")
+    units = {"speed": "m/s MAE", "yaw_rate": "rad/s MAE"}
+    for name, unit in units.items():
         if name not in trusted:  # one head may read its quantity while the other cannot: only that one reports
             out.unavailable[f"action_{name}"] = (f"the attribute encoder's {name} head is too weak to judge it "
                                                  f"(held-out R2 {fits[name]}; needs >= {ACTION_MIN_R2})")
             continue
+        value, n = mean_error(gs, name)
+        if n == 0:  # a scenario may command speed alone: the other quantity has nothing to compare with
+            out.unavailable[f"action_{name}"] = f"no window of the generated videos commands the ego {name}"
+            continue
+        real_value, n_real = mean_error(rs, name)
+        times, errors = known(gs, name)
         out.metrics[f"action_{name}"] = {"value": value, "n": n, "real": _finite(real_value), "n_real": n_real,
                                          "unit": unit, "encoder_r2": fits[name],
-                                         "drift": drift_record(times, np.concatenate(errors), p.window_seconds)}
+                                         "drift": drift_record(times, errors, p.window_seconds)}
 
 
 _RUNNERS = {"fid": _fid, "fvd": _fvd, "fid_synth": _fid_synth, "fvd_synth": _fvd_synth, "layout": _layout,

@@ -16,4 +16,5 @@ def scenario_from_config(cfg: DictConfig | Any) -> Scenario:
     data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     assert isinstance(data, dict)
     fields = {k: v for k, v in data.items() if k in TOP_KEYS and v not in (None, [], {})}
-    return parse_scenario(fields, f"conf/scenario/{data.get('name', 'scenario')}.yaml")
+    source = data.get("source") or f"conf/scenario/{data.get('name') or 'scenario'}.yaml"
+    return parse_scenario(fields, str(source))

@@ -108,6 +108,8 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(f"{path}: not a YAML file ({first})") from None
     if not isinstance(data, Mapping):
         raise ScenarioError(f"{path}: not a YAML mapping of scenario fields (got {type(data).__name__})")
+    # A copy of a conf/scenario file keeps its Hydra `defaults:` list (the schema it composes with): not a field.
+    data = {k: v for k, v in data.items() if k != "defaults"}
     return parse_scenario(data, str(path))
 
 
@@ -188,6 +190,8 @@ def _agent(data: Any, index: int, fail: Any) -> Agent:
     for key in AGENT_KEYS:
         if data.get(key) is None:
             raise fail(f"{where}.{key}", "is required")
+    if isinstance(data["id"], bool) or not isinstance(data["id"], (str, int)):
+        raise fail(f"{where}.id", f"must be a string (or an integer), got {data['id']!r}")
     agent_id = str(data["id"])
     where = f"agents[{agent_id}]"
     cls = data["class"]
@@ -241,7 +245,19 @@ def _camera(data: Any, fail: Any) -> CameraSpec | None:
             raise fail("camera.size", f"[height, width] in pixels of the intrinsics is required, got {size!r}")
     elif data.get("horizontal_fov_deg") is None:
         raise fail("camera", "give intrinsics (with size) or horizontal_fov_deg")
+    if intr is not None:
+        k = np.asarray(intr, dtype=np.float64)
+        if k[0, 0] <= 0 or k[1, 1] <= 0 or not np.allclose(k[2], [0.0, 0.0, 1.0]):
+            raise fail("camera.intrinsics", "must be a pinhole matrix [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] "
+                                            f"with fx, fy > 0, got {[list(r) for r in intr]}")
     extr = _matrix(data["extrinsics"], 4, "camera.extrinsics", fail) if data.get("extrinsics") is not None else None
+    if extr is not None:
+        m = np.asarray(extr, dtype=np.float64)
+        rotation = m[:3, :3]
+        if not np.allclose(m[3], [0.0, 0.0, 0.0, 1.0]) or not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-3) \
+                or np.linalg.det(rotation) <= 0:
+            raise fail("camera.extrinsics", "must be a rigid 4x4 ego<-camera transform (a rotation, a translation "
+                                            "and the last row 0 0 0 1)")
     fov = data.get("horizontal_fov_deg")
     if fov is not None and not 1.0 <= _number(fov, "camera.horizontal_fov_deg", fail) < 179.0:
         raise fail("camera.horizontal_fov_deg", f"must lie in [1, 179), got {fov}")
