@@ -83,3 +83,34 @@ def test_missing_folders_and_unknown_frame_rates_are_errors(tmp_path: Path) -> N
     cv2.imwrite(str(tmp_path / "empty" / "0.png"), np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(ValueError, match="unknown frame rate"):
         load_video(tmp_path / "empty", (8, 8))
+
+
+def test_evaluate_reads_videos_like_the_training_loader(tmp_path: Path) -> None:
+    """Display rotation applied, a truncated file refused (never a shorter video), .m4v found."""
+    from data_fixtures import BAR, write_video
+
+    write_video(tmp_path / "r.mp4", "h264", frames=8, size=(48, 96), rotation=90)
+    video = load_video(tmp_path / "r.mp4", (96, 48))
+    image = video.frames[0].numpy()  # the white left bar turned counter-clockwise: the bottom rows
+    assert image[:, -BAR // 2:, :].mean() > 240 and image[:, :BAR, :].mean() < 200
+    write_video(tmp_path / "cut.mkv", "h264", frames=48, size=(64, 96), noise=True)
+    raw = (tmp_path / "cut.mkv").read_bytes()
+    (tmp_path / "cut.mkv").write_bytes(raw[: int(len(raw) * 0.6)])
+    with pytest.raises(ValueError, match=r"cut\.mkv: truncated or corrupt") as info:
+        load_video(tmp_path / "cut.mkv", (64, 96))
+    assert len(str(info.value).splitlines()) == 1
+    shutil.copy(tmp_path / "r.mp4", tmp_path / "phone.m4v")
+    assert tmp_path / "phone.m4v" in find_videos(tmp_path)
+
+
+def test_image_folders_read_in_natural_order_and_thumbnails_are_not_videos(tmp_path: Path) -> None:
+    images = tmp_path / "frames"
+    images.mkdir()
+    for k in range(1, 13):  # 1.png .. 12.png, unpadded as `ffmpeg -i %d.png` writes them
+        cv2.imwrite(str(images / f"{k}.png"), np.full((64, 128, 3), 20 * k, np.uint8))
+    video = load_video(images, (64, 128), fps=12.0)
+    assert [int(f.float().mean().round()) for f in video.frames] == [20 * k for k in range(1, 13)]
+    drives = tmp_path / "drives"
+    write_mp4(drives / "drive.mp4", frames(), 12.0)
+    cv2.imwrite(str(drives / "thumbnail.jpg"), np.zeros((8, 8, 3), np.uint8))
+    assert find_videos(drives) == [drives / "drive.mp4"]

@@ -35,7 +35,8 @@ def _preceding_keyframe(index: VideoIndex, pts: int) -> int:
     return index.keyframes[max(i, 0)]
 
 
-def _to_rgb(frame: av.VideoFrame, rotation: int) -> np.ndarray:
+def display_rgb(frame: av.VideoFrame, rotation: int) -> np.ndarray:
+    """A decoded frame as (H, W, 3) uint8 RGB, turned by the stream's display rotation (degrees)."""
     image: np.ndarray = frame.to_ndarray(format="rgb24")
     if rotation:
         return np.ascontiguousarray(np.rot90(image, k=rotation // 90))
@@ -63,7 +64,7 @@ def read_frames(path: Path, index: VideoIndex, wanted: list[int]) -> dict[int, n
                     if pts > todo[i]:
                         raise DataError(path, f"corrupt: the frame with pts {todo[i]} is missing from the decoded stream")
                     if pts == todo[i]:
-                        out[pts] = _to_rgb(frame, index.rotation)
+                        out[pts] = display_rgb(frame, index.rotation)
                         i += 1
                         if i == len(todo):
                             break

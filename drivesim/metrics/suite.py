@@ -115,7 +115,7 @@ def _need(flag: bool, reason: str) -> None:
 
 #: Version of the code that turns real data into a metric's real side (loaders, preprocessing, the metric's own
 #: scoring): part of every cache key, so bump it with any change there - an old cached real side is then unused.
-REAL_SIDE_VERSION = 1
+REAL_SIDE_VERSION = 2  # 2: evaluate reads videos in display orientation, natural image order
 
 
 def _cache_key(name: str, opts: SuiteOptions, extractor: dict) -> dict | None:

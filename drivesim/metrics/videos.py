@@ -3,8 +3,9 @@
 A `drivesim generate` folder holds `video.mp4`, `conditions.jsonl` (one JSON object per frame:
 `{"frame", "time", "ego_speed", "ego_yaw_rate", "boxes": [{"id", "class", "xyxy"}]}`, boxes
 normalised to [0, 1], unknown ego values null) and `run.json`; it may hold one such subfolder per
-seed. Any other video file (.mp4 .avi .mkv .mov .webm) is one video, and a folder of images
-(.png .jpg) is one video of its frames in name order (fps from `run.json` or `fps.txt`, else given).
+seed. Any other video file (.mp4 .avi .mkv .mov .webm .m4v) is one video (in display orientation; a truncated
+file is an error, never a shorter video), and a folder of images (.png .jpg) with no video file beside them is
+one video of its frames in natural name order (frame2 before frame10; fps from `run.json` or `fps.txt`, else given).
 Every video is resized (shorter side, area) and centre-cropped to the protocol size, boxes with it.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +24,10 @@ import numpy as np
 import torch
 
 from drivesim.data.transforms import ResizeCrop
+from drivesim.data.video_decode import display_rgb
+from drivesim.data.video_index import VIDEO_SUFFIXES, build_index
 
-VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
+VIDEO_EXTS = VIDEO_SUFFIXES  # the training loader's: a file one reads, the other does too
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 CONDITIONS = "conditions.jsonl"
 RUN_VIDEO = "video.mp4"  # the model output in a `drivesim generate` folder
@@ -65,7 +69,16 @@ class EvalVideo:
 
 
 def _is_image_folder(path: Path) -> bool:
-    return path.is_dir() and any(p.suffix.lower() in IMAGE_EXTS for p in path.iterdir())
+    """Images and no video file: a thumbnail beside videos is not a 1-frame video of its own."""
+    if not path.is_dir():
+        return False
+    suffixes = {p.suffix.lower() for p in path.iterdir() if p.is_file()}
+    return bool(suffixes & set(IMAGE_EXTS)) and not suffixes & set(VIDEO_EXTS)
+
+
+def _natural_key(path: Path) -> list[int | str]:
+    """frame2.png before frame10.png (the unpadded names `ffmpeg -i %d.png` writes)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
 def find_videos(root: str | Path) -> list[Path]:
@@ -89,16 +102,19 @@ def find_videos(root: str | Path) -> list[Path]:
         if (path.is_file() and path.suffix.lower() in VIDEO_EXTS) or _is_image_folder(path):
             found.append(path)
     if not found:
-        raise FileNotFoundError(f"{root}: no videos (.mp4 .avi .mkv .mov .webm) or image folders in it")
+        raise FileNotFoundError(f"{root}: no videos (.mp4 .avi .mkv .mov .webm .m4v) or image folders in it")
     return sorted(found)
 
 
 def _decode(path: Path) -> tuple[list[np.ndarray], float]:
+    # The training loader's index: it refuses a truncated file (every frame the container declares must be
+    # there) and reads the display rotation, so `data=videos` and `real=`/`generated=` see the same frames.
+    rotation = build_index(path, str(path)).rotation
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+            frames = [display_rgb(f, rotation) for f in container.decode(stream)]
     except (av.FFmpegError, OSError, IndexError) as exc:
         raise ValueError(f"{path}: not a readable video ({exc.__class__.__name__}: {exc})") from exc
     if not frames:
@@ -108,7 +124,7 @@ def _decode(path: Path) -> tuple[list[np.ndarray], float]:
 
 def _read_images(folder: Path) -> list[np.ndarray]:
     images = []
-    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS):
+    for path in sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS), key=_natural_key):
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise ValueError(f"{path}: not a readable image")
