@@ -264,6 +264,30 @@ def test_visibility_filter(root: Path) -> None:
     assert [c.tolist() for c in visible.classes] == [[1]] * 2
 
 
+def test_visibility_filter_reads_levels_of_any_writers_tokens(root: Path, tmp_path: Path) -> None:
+    """Another writer's visibility tokens (hashes; the bin in `level`): min_visibility still filters."""
+    import hashlib
+    import json
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(root, other)
+    tables = other / VERSION
+    rows = json.loads((tables / "visibility.json").read_text())
+    token = {r["token"]: hashlib.md5(r["level"].encode()).hexdigest() for r in rows}
+    (tables / "visibility.json").write_text(json.dumps([{**r, "token": token[r["token"]]} for r in rows]))
+    anns = json.loads((tables / "sample_annotation.json").read_text())
+    (tables / "sample_annotation.json").write_text(
+        json.dumps([{**a, "visibility_token": token[a["visibility_token"]]} for a in anns]))
+    visible = NuScenesClips(other, VERSION, frames=2, fps=2.0, size=(45, 80), min_visibility=3)[0]
+    assert [c.tolist() for c in visible.classes] == [[1]] * 2
+    odd = tmp_path / "odd"  # a fresh folder: the opened tables are cached per folder
+    shutil.copytree(other, odd)
+    (odd / VERSION / "visibility.json").write_text(json.dumps([{**r, "token": token[r["token"]], "level": "mostly"} for r in rows]))
+    with pytest.raises(DataError, match="visibility.json: visibility .*level 'mostly'"):
+        NuScenesClips(odd, VERSION, frames=2, fps=2.0, size=(45, 80), min_visibility=3)
+
+
 def test_missing_sweep_images_are_left_out_like_a_keyframes_only_download(tmp_path: Path) -> None:
     # nuScenes ships "keyframe blobs only": the tables list every sweep, the sweep images are absent.
     root = write_nuscenes(tmp_path, VERSION, scenes=1)

@@ -75,6 +75,23 @@ def _box_inside_canvas(points: np.ndarray, width: int, height: int) -> tuple[flo
 _NO_BOXES = (np.zeros((0, 4), np.float64), np.zeros((0, 8, 3), np.float32), np.zeros(0, np.int64),
              np.zeros(0, np.int64), np.zeros(0, bool))
 
+VISIBILITY_LEVELS = {"v0-40": 1, "v40-60": 2, "v60-80": 3, "v80-100": 4}  # the devkit's bins of visible area
+
+
+def visibility_levels(rows: list[dict], where: Path) -> dict[str, int]:
+    """visibility token -> level 1-4, read from each row's `level` (any writer's tokens), else a digit token."""
+    levels = {}
+    for row in rows:
+        token, level = str(row.get("token", "")), row.get("level")
+        if level in VISIBILITY_LEVELS:
+            levels[token] = VISIBILITY_LEVELS[level]
+        elif token.isdigit() and 1 <= int(token) <= 4:
+            levels[token] = int(token)
+        else:
+            raise DataError(where, f"visibility {token!r}: level {level!r} is none of {', '.join(VISIBILITY_LEVELS)}")
+    return levels
+
+
 class NuScenesClips(Dataset):
     """Clips of `frames` frames at `fps` from `camera`, resized and centre-cropped to `size` = (H, W).
 
@@ -129,6 +146,8 @@ class NuScenesClips(Dataset):
         self.skipped: list[str] = []
         self._tracks: dict[int, PoseTrack] = {}
         self._instances = {tok: i for i, tok in enumerate(r["token"] for r in self.nusc.instance)}
+        self._visibility = (visibility_levels(self.nusc.visibility, self.root / version / "visibility.json")
+                            if min_visibility > 1 else {})
         missing = sum(s.missing_sweeps for s in self.streams)
         if missing:
             log.warning("%s: %d %s sweep image(s) missing, left out (clips use the frames present)",
@@ -140,6 +159,13 @@ class NuScenesClips(Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def _visibility_of(self, ann: dict) -> int:
+        token = str(ann.get("visibility_token", ""))
+        if token not in self._visibility:
+            raise DataError(self.root / self.version / "sample_annotation.json",
+                            f"annotation {ann.get('token')}: visibility_token {token!r} is not in visibility.json")
+        return self._visibility[token]
 
     def __getitem__(self, i: int) -> Clip | None:
         k, picks = self.items[i]
@@ -192,8 +218,7 @@ class NuScenesClips(Dataset):
         rows: list[tuple] = []
         for box in boxes:
             ann = self.nusc.get("sample_annotation", box.token)
-            vis = str(ann.get("visibility_token", ""))
-            if vis.isdigit() and int(vis) < self.min_visibility:
+            if self.min_visibility > 1 and self._visibility_of(ann) < self.min_visibility:
                 continue
             corners = box.corners()
             xyxy = project_box_2d(corners, intrinsic, sd["width"], sd["height"])
