@@ -31,6 +31,11 @@ class DiffusionObjective:
         self.loss_space = loss_space or prediction_type
         if min_snr_gamma is not None and min_snr_gamma <= 0:
             raise ValueError(f"stage.min_snr_gamma must be > 0, got {min_snr_gamma}")
+        if schedule.get("rescale_betas_zero_snr") and prediction_type == "epsilon":
+            # At zero terminal SNR the last step's x0 from an eps prediction divides by sqrt(alpha_bar) = 0 (NaN
+            # samples; inf min-SNR weights): zero-SNR schedules need v-prediction (Lin et al. 2024).
+            raise ValueError("model.noise_schedule.rescale_betas_zero_snr needs model.prediction_type=v_prediction "
+                             "(or sample), got epsilon")
         try:
             self.scheduler: Any = cast(Any, DDPMScheduler(**{**schedule, "prediction_type": prediction_type}))
         except (TypeError, ValueError, NotImplementedError) as exc:

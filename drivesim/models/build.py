@@ -17,7 +17,7 @@ from drivesim.models.video_unet import VideoUNet
 log = logging.getLogger(__name__)
 
 # Config fields that do not change the architecture or weights (a default resolution only).
-_RESOLUTION_HINTS = ("sample_size",)
+RESOLUTION_HINTS = ("sample_size",)
 
 
 def _as_dict(cfg: ModelConfig | DictConfig | dict[str, Any]) -> dict[str, Any]:
@@ -39,10 +39,10 @@ def build_video_unet(model_cfg: ModelConfig | DictConfig | dict[str, Any],
         unet = load_image_unet(cfg["pretrained"], config=cfg.get("pretrained_config"),
                                original_config=cfg.get("pretrained_original_config"))
         for key, value in unet_kwargs.items():
-            if key in _RESOLUTION_HINTS:
+            if key in RESOLUTION_HINTS:
                 continue
             loaded = unet.config.get(key)
-            if _normalise(loaded) != _normalise(value):
+            if normalise(loaded) != normalise(value):
                 raise ValueError(f"model {name}: unet.{key}={value!r} but {cfg['pretrained']} has {loaded!r}")
         log.info("model %s: inflating pretrained UNet from %s", name, cfg["pretrained"])
     else:
@@ -82,5 +82,5 @@ def condition_encoders_for(name: str, options: dict[str, Any], unet: Any) -> nn.
     return ConditionEncoders.for_unet(unet, parsed)
 
 
-def _normalise(value: Any) -> Any:
+def normalise(value: Any) -> Any:
     return list(value) if isinstance(value, (list, tuple)) else value

@@ -137,7 +137,11 @@ def load_cascade(checkpoint: str | None, interpolation: str | None, sampler: Any
         if export.stage == "image":  # one frame at a time, no context
             return StageModel(unet, 1, 0.0)
         noise = context_noise_mean(export) if level is None else float(level)
-        return StageModel(unet, int(export.frames), noise, trained_stage_ids(export), anchor_to_given=anchor_to_given(export))
+        model = StageModel(unet, int(export.frames), noise, trained_stage_ids(export), anchor_to_given=anchor_to_given(export))
+        if not model.supports.context:  # rollouts and interpolation continue given frames
+            raise GenerateError(f"{export.path}: this {export.stage} export has no context encoder "
+                                "(model.conditioning.context was off in training): it cannot continue a rollout")
+        return model
 
     vae = exports.get("decoder", prediction).load_vae().to(device=device, dtype=dtype).eval()
     size = (int(prediction.size[0]), int(prediction.size[1]))

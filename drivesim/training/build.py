@@ -15,7 +15,7 @@ from drivesim.data.factory import build_dataset, get_option
 from drivesim.exports import folder_digest
 from drivesim.training.data import GlobalOrderSampler, PositionedDataset, collate_positioned
 from drivesim.training.latent_cache import CachedLatentClips, build_cache, cache_key, default_cache_dir
-from drivesim.training.resolve import Resolved
+from drivesim.training.resolve import Resolved, TrainConfigError
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,22 @@ def build_module(resolved: Resolved, data: TrainData | None = None) -> L.Lightni
     return module  # type: ignore[no-any-return]
 
 
+def parent_unet_config(model_cfg: Any, parent: Any) -> dict[str, Any]:
+    """The spatial UNet of a stage started from an export is the export's own (its model.json), never the
+    preset's: fields the preset sets must agree with it (one line naming the first that does not)."""
+    from drivesim.exports import MODEL_FILE
+    from drivesim.models.build import RESOLUTION_HINTS, normalise
+
+    recorded = dict(parent.read_json(MODEL_FILE)["unet"])
+    for key, value in dict(model_cfg.get("unet") or {}).items():
+        if key in RESOLUTION_HINTS or key not in recorded:
+            continue
+        if normalise(recorded[key]) != normalise(value):
+            raise TrainConfigError(f"model.unet.{key}={value!r} but the parent export {parent.path} was trained "
+                                   f"with {recorded[key]!r}: the architecture differs")
+    return recorded
+
+
 def _diffusion_module(resolved: Resolved) -> Any:
     from omegaconf import OmegaConf, open_dict
 
@@ -176,11 +192,16 @@ def _diffusion_module(resolved: Resolved) -> Any:
             embed = int((model_cfg.conditioning or {}).get("embed_dim", 64))
             model_cfg.conditioning = upsampler_conditioning(embed, guess_blend=bool(cfg.stage.guess_blend))
             model_cfg.extra_in_channels = int(model_cfg.latent_channels)
+        if resolved.image_parent is not None and resolved.stage != "lora":
+            model_cfg.unet = parent_unet_config(model_cfg, resolved.image_parent)
     if resolved.stage == "lora":
         assert resolved.image_parent is not None
         unet = resolved.image_parent.build_unet().train()  # exactly the parent's model, then adapters
     else:
-        unet = build_video_unet(model_cfg)
+        try:
+            unet = build_video_unet(model_cfg)
+        except (ValueError, FileNotFoundError) as exc:  # an unsupported or mismatched UNet: one line, exit 2
+            raise TrainConfigError(f"model: {exc}") from exc
     if resolved.image_parent is not None and resolved.stage != "lora":
         # The upsampler has encoders of its own: it takes the parent's spatial and temporal layers only.
         groups = ("spatial", "temporal") if resolved.stage == "upsampler" else ("spatial", "condition", "temporal")
@@ -194,8 +215,11 @@ def _diffusion_module(resolved: Resolved) -> Any:
     if model_cfg.conditioning is not None:
         dropout = DropoutProbabilities(**OmegaConf.to_container(model_cfg.conditioning.dropout))  # type: ignore[arg-type]
     vae = load_autoencoder(resolved.autoencoder_path) if resolved.autoencoder_path is not None else None
-    objective = DiffusionObjective(dict(model_cfg.noise_schedule), str(model_cfg.prediction_type),
-                                   cfg.stage.min_snr_gamma, cfg.stage.loss_space)
+    try:
+        objective = DiffusionObjective(dict(model_cfg.noise_schedule), str(model_cfg.prediction_type),
+                                       cfg.stage.min_snr_gamma, cfg.stage.loss_space)
+    except ValueError as exc:  # the message names the field
+        raise TrainConfigError(str(exc)) from exc
     args = (unet, objective, cfg.stage, cfg.trainer, int(cfg.seed))
     kwargs: dict[str, Any] = {"frame_size": (int(cfg.data.size[0]), int(cfg.data.size[1])), "vae": vae,
                               "text_encoder": text, "dropout": dropout}

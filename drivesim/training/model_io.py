@@ -37,7 +37,9 @@ def _hash_shapes(items: list[tuple[str, tuple[int, ...]]], extra: dict[str, Any]
 def architecture_hashes(unet: VideoUNet) -> tuple[str, str]:
     """(full, spatial) hashes of the state-dict keys and shapes plus the image UNet config: two models
     with equal hashes load each other's weights strictly."""
-    config = {k: v for k, v in unet.image_config.items() if k not in _VOLATILE_CONFIG}
+    # `_*` keys (`_class_name`, ...) are diffusers' bookkeeping of a model read from disk, not architecture: model.json
+    # leaves them out, so a rebuilt model must hash the same without them.
+    config = {k: v for k, v in unet.image_config.items() if not k.startswith("_") and k not in _VOLATILE_CONFIG}
     shapes = [(k, tuple(v.shape)) for k, v in unet.state_dict().items()]
     spatial = [item for item in shapes if group_of(item[0]) == "spatial"]
     return _hash_shapes(shapes, config), _hash_shapes(spatial, config)

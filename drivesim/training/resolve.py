@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,44 @@ class TrainConfigError(ValueError):
 
 # What a frame of a video stage means: a run going on from an export must keep these as they were.
 SAME_STAGE_KEYS = ("anchor_to_given", "interpolation_factor", "stage_id")
+
+
+SCHEDULE_FIELDS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas",
+                   "rescale_betas_zero_snr")
+
+
+def _check_pipeline_schedule(weights: Path, model: DictConfig) -> None:
+    """SD weights in a diffusers pipeline folder come with the noise schedule and prediction type they were trained
+    with (`scheduler/scheduler_config.json`): a run that disagrees would fine-tune, say, a v-prediction model as
+    an eps one. One line naming the field to set."""
+    folder = weights if weights.is_dir() else weights.parent
+    candidates = [folder / "scheduler" / "scheduler_config.json", folder.parent / "scheduler" / "scheduler_config.json"]
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None:
+        return
+    try:
+        saved = json.loads(found.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TrainConfigError(f"{found}: not a JSON scheduler config ({exc})") from None
+    if not isinstance(saved, dict):
+        raise TrainConfigError(f"{found}: not a JSON object")
+    if "prediction_type" in saved and saved["prediction_type"] != model.prediction_type:
+        raise TrainConfigError(f"model.prediction_type={model.prediction_type} but {found} has "
+                               f"{saved['prediction_type']}: set model.prediction_type={saved['prediction_type']}")
+    schedule = OmegaConf.to_container(model.noise_schedule, resolve=True) if model.get("noise_schedule") else {}
+    assert isinstance(schedule, dict)
+    defaults = {"rescale_betas_zero_snr": False, "trained_betas": None}
+    for key in SCHEDULE_FIELDS:
+        if key not in saved:
+            continue
+        ours = schedule.get(key, defaults.get(key))
+        same = (math.isclose(float(ours), float(saved[key]), rel_tol=1e-6)
+                if isinstance(ours, (int, float)) and not isinstance(ours, bool)
+                and isinstance(saved[key], (int, float)) and not isinstance(saved[key], bool) else ours == saved[key])
+        if not same:
+            plus = "" if key in schedule else "+"  # a key the preset's schedule lacks is added with Hydra's +
+            raise TrainConfigError(f"model.noise_schedule.{key}={ours!r} but {found} has {saved[key]!r}: "
+                                   f"set {plus}model.noise_schedule.{key}={json.dumps(saved[key])}")
 
 
 def _check_same_stage_parent(parent: Export, cfg: DictConfig) -> None:
@@ -130,6 +169,7 @@ def resolve(cfg: DictConfig) -> Resolved:
                 _check_same_stage_parent(image_parent, cfg)
         elif model.pretrained:
             sd_weights = str(model.pretrained)
+            _check_pipeline_schedule(Path(sd_weights), model)
         if stage == "lora" and image_parent is None:
             raise TrainConfigError("model.pretrained: the lora stage personalises an image or temporal export; "
                                    "give its folder")
