@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -43,6 +44,23 @@ def display_rgb(frame: av.VideoFrame, rotation: int) -> np.ndarray:
     return image
 
 
+def _decode_from_start(container: Any, stream: Any, index: VideoIndex, wanted: set[int],
+                       out: dict[int, np.ndarray]) -> None:
+    """Decode the whole stream once from its first frame. The decoder hands frames out in display order even where
+    the container's timestamps are not (an AVI's are decode times): the k-th frame out is shown at the k-th time
+    of the index."""
+    container.seek(min(0, index.pts[0], index.keyframes[0]), stream=stream, backward=True, any_frame=False)
+    shown = iter(index.pts)
+    for frame in container.decode(stream):
+        pts = next(shown, None)
+        if pts is None:
+            return
+        if pts in wanted and pts not in out:
+            out[pts] = display_rgb(frame, index.rotation)
+            if not wanted - out.keys():
+                return
+
+
 def read_frames(path: Path, index: VideoIndex, wanted: list[int]) -> dict[int, np.ndarray]:
     """Decode the frames with the given PTS values -> {pts: (H, W, 3) uint8 RGB in display orientation}."""
     todo = sorted(set(wanted))
@@ -52,17 +70,27 @@ def read_frames(path: Path, index: VideoIndex, wanted: list[int]) -> dict[int, n
         container = av.open(str(path))
     except (av.FFmpegError, OSError) as exc:
         raise DataError(path, f"cannot open as a video since it was indexed ({exc.__class__.__name__}: {exc})") from exc
+    # A seek lands on the key frame before each wanted frame. Some containers seek by decode time and carry no
+    # real presentation times (AVI with B-frames): the seek lands past that key frame, or the decoder hands frames
+    # out of time order. Then the rest is decoded once from the start, every wanted frame taken as it comes.
     try:
         with container:
             stream = container.streams.video[0]
-            while i < len(todo):
+            if index.decode_order:
+                _decode_from_start(container, stream, index, set(todo), out)
+                i = next((k for k, t in enumerate(todo) if t not in out), len(todo))
+            while i < len(todo) and not index.decode_order:
                 container.seek(_preceding_keyframe(index, todo[i]), stream=stream, backward=True, any_frame=False)
                 for frame in container.decode(stream):
                     if frame.pts is None:
                         continue
                     pts = int(frame.pts)
                     if pts > todo[i]:
-                        raise DataError(path, f"corrupt: the frame with pts {todo[i]} is missing from the decoded stream")
+                        _decode_from_start(container, stream, index, set(todo[i:]), out)
+                        i = len(todo) if all(t in out for t in todo) else next(k for k, t in enumerate(todo) if t not in out)
+                        if i < len(todo):
+                            raise DataError(path, f"corrupt: the frame with pts {todo[i]} is missing from the decoded stream")
+                        break
                     if pts == todo[i]:
                         out[pts] = display_rgb(frame, index.rotation)
                         i += 1

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 CACHE_NAME = ".drivesim_index.json"
-CACHE_VERSION = 3
+CACHE_VERSION = 4  # 4: decode_order
 
 
 @dataclass
@@ -43,6 +43,9 @@ class VideoIndex:
     width: int
     height: int
     rotation: int
+    # The container's timestamps are decode times (AVI with B-frames): frames are read in decode-output order from
+    # the start, the k-th one shown at pts[k], never picked by their own timestamps.
+    decode_order: bool = False
 
     @cached_property
     def seconds(self) -> np.ndarray:
@@ -112,6 +115,7 @@ def build_index(path: Path, rel: str) -> VideoIndex:
         else:
             _check_complete(path, container, stream, pts, max(pts[-1], shown_until))
         rotation = _probe_first_frame(container, stream, path)
+        decode_order = "avi" in container.format.name and bool(stream.codec_context.has_b_frames)
     if not keyframes:
         keyframes = [pts[0]]
     width, height = stream.codec_context.width, stream.codec_context.height
@@ -120,7 +124,7 @@ def build_index(path: Path, rel: str) -> VideoIndex:
     return VideoIndex(
         path=rel, size=size, mtime_ns=mtime_ns, codec=stream.codec_context.name,
         time_base=(time_base.numerator, time_base.denominator), pts=pts, keyframes=sorted(set(keyframes)),
-        width=width, height=height, rotation=rotation,
+        width=width, height=height, rotation=rotation, decode_order=decode_order,
     )
 
 
