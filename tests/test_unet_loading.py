@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,26 @@ def test_original_yaml_without_the_fields_diffusers_reads_is_named(tmp_path: Pat
     (tmp_path / "cut.yaml").write_text(yaml.safe_dump(doc))
     with pytest.raises(ValueError, match=r"cut.yaml lacks the field 'first_stage_config'"):
         load_image_unet(single, original_config=tmp_path / "cut.yaml")
+
+
+def test_weights_that_do_not_match_their_config_are_refused(tmp_path: Path) -> None:
+    """A strict load: missing weights and weights the config has no place for name the first key (diffusers
+    itself only logs them)."""
+    from safetensors.torch import save_file
+
+    unet = tiny_unet("sd1")
+    unet.save_pretrained(tmp_path / "partial")
+    save_file({k: v.contiguous() for k, v in unet.state_dict().items() if not k.startswith("mid_block.")},
+              str(tmp_path / "partial" / "diffusion_pytorch_model.safetensors"))
+    with pytest.raises(ValueError, match=r"partial: no weights for UNet parameter 'mid_block\."):
+        load_image_unet(tmp_path / "partial")
+    deep = tiny_unet("sd1", transformer_layers_per_block=2)
+    write_single_file(deep, tmp_path / "deep.safetensors")
+    unet.save_pretrained(tmp_path / "shallow")
+    with pytest.raises(ValueError, match=r"deep\.safetensors: weight '.*transformer_blocks\.1\..*' has no place"):
+        load_image_unet(tmp_path / "deep.safetensors", config=tmp_path / "shallow")
+    deep.save_pretrained(tmp_path / "deep_folder")
+    config = json.loads((tmp_path / "shallow" / "config.json").read_text())
+    (tmp_path / "deep_folder" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="has no place in the config's UNet"):
+        load_image_unet(tmp_path / "deep_folder")

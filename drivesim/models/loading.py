@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import torch
 from diffusers import UNet2DConditionModel
+from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
 from safetensors.torch import load_file
 
 log = logging.getLogger(__name__)
@@ -77,11 +78,24 @@ def _load_folder(path: Path) -> UNet2DConditionModel:
     # float32 like the single-file path (a fp16 variant would otherwise keep its storage dtype);
     # cast the video UNet afterwards for half-precision inference.
     try:
-        unet = UNet2DConditionModel.from_pretrained(root, subfolder=subfolder, variant=variant,
-                                                    local_files_only=True, torch_dtype=torch.float32)
+        unet, info = UNet2DConditionModel.from_pretrained(root, subfolder=subfolder, variant=variant,
+                                                          local_files_only=True, torch_dtype=torch.float32,
+                                                          output_loading_info=True)
     except ValueError as exc:  # e.g. a weight whose shape disagrees with config.json: diffusers names the key
         raise ValueError(f"{path}: {exc}") from exc
+    _check_complete_load(path, list(info.get("missing_keys", [])), list(info.get("unexpected_keys", [])))
     return unet  # type: ignore[no-any-return]
+
+
+def _check_complete_load(path: Path, missing: list[str], unexpected: list[str]) -> None:
+    """A strict load: weights the config has no place for, or places the weights leave empty, are errors (diffusers
+    only logs them; the first forward would then fail on a meta tensor, or the output silently differ)."""
+    if missing:
+        raise ValueError(f"{path}: no weights for UNet parameter {sorted(missing)[0]!r} ({len(missing)} missing): "
+                         "the weights do not match their config")
+    if unexpected:
+        raise ValueError(f"{path}: weight {sorted(unexpected)[0]!r} has no place in the config's UNet "
+                         f"({len(unexpected)} unused): the weights do not match their config")
 
 
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
@@ -142,7 +156,10 @@ def _load_single_file(path: Path, config: str | Path | None,
     except KeyError as exc:  # diffusers' YAML mapping reads model.params.{unet,first_stage}_config...
         raise ValueError(f"{path}: original_config {original_config} lacks the field {exc} that diffusers' "
                          "LDM config mapping reads (compare the v1/v2-inference.yaml layout)") from exc
+    except NotImplementedError as exc:  # "Cannot copy out of meta tensor": a parameter the file has no weight for
+        raise ValueError(f"{path}: the checkpoint lacks weights the config {config or original_config} describes "
+                         f"({' '.join(str(exc).split())[:120]})") from exc
     empty = [name for name, p in unet.named_parameters() if p.is_meta]
-    if empty:
-        raise ValueError(f"{path}: no weights for UNet parameter {empty[0]!r} ({len(empty)} missing)")
+    converted = convert_ldm_unet_checkpoint(state, dict(unet.config))
+    _check_complete_load(path, empty, sorted(set(converted) - set(unet.state_dict())))
     return cast(UNet2DConditionModel, unet)
