@@ -101,3 +101,11 @@ def test_the_demo_recipe_presets_compose_and_chain() -> None:
     assert float(cfg["interpolation_finetune"].stage.noise_correlation) == float(
         demo.interpolation_sampler.noise_correlation) > 0
     assert float(cfg["interpolation"].stage.noise_correlation) == 0.0
+
+
+def test_a_field_under_a_null_config_node_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """model=sd15 has no condition encoders: setting one of their fields is a config error, not a traceback."""
+    for override in ("model.conditioning.embed_dim=32", "model.conditioning={embed_dim:32}"):
+        assert main(["train", "model=sd15", override, "out=never-written"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "null here" in err, err

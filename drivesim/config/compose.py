@@ -83,7 +83,12 @@ def compose_command(command: str, overrides: list[str], conf_dir: Path = CONF_DI
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-            cfg = compose(config_name=command, overrides=overrides, return_hydra_config=True)
+            try:
+                cfg = compose(config_name=command, overrides=overrides, return_hydra_config=True)
+            except (AssertionError, AttributeError) as exc:  # Hydra/OmegaConf setting a field under a null node
+                raise ConfigError(f"cannot apply the overrides {' '.join(overrides)} ({_one_line(exc)}): a field of a "
+                                  "config node that is null here (e.g. model.conditioning of model=sd15) cannot be set "
+                                  "from the command line; choose a preset that has it") from exc
         choices = {str(k): v for k, v in cfg.hydra.runtime.choices.items()}
         with open_dict(cfg):
             del cfg["hydra"]
