@@ -114,3 +114,14 @@ def test_image_folders_read_in_natural_order_and_thumbnails_are_not_videos(tmp_p
     write_mp4(drives / "drive.mp4", frames(), 12.0)
     cv2.imwrite(str(drives / "thumbnail.jpg"), np.zeros((8, 8, 3), np.uint8))
     assert find_videos(drives) == [drives / "drive.mp4"]
+
+
+def test_a_variable_rate_video_reports_its_mean_rate(tmp_path: Path) -> None:
+    from data_fixtures import write_video
+
+    times = [0.0, 0.02, 0.04, 0.1, 0.2, 0.3, 0.32, 0.34, 0.5, 0.7]  # bursts and gaps, nominal 50 fps
+    write_video(tmp_path / "vfr.mkv", "h264", times=times, fps=50.0)
+    video = load_video(tmp_path / "vfr.mkv", (64, 96))
+    assert video.frames.shape[0] == 10 and video.fps == pytest.approx(9 / 0.7, rel=1e-3)
+    write_video(tmp_path / "cfr.mp4", "h264", frames=12, fps=12.0)
+    assert load_video(tmp_path / "cfr.mp4", (64, 96)).fps == pytest.approx(12.0, rel=1e-3)

@@ -90,6 +90,12 @@ def evaluate_folder(generated: str | Path, *, real: str | Path | None = None, da
                         real_identity=real_info.get("identity") if cache else None, strict=strict)
     result = run_suite(gen_videos, real_videos, opts)
     real_info["frames_read"] = sum(real_videos.frames_seen.values())
+    if real_videos.rates:  # read this run (a cached real side reads none)
+        real_info["fps"] = sorted(real_videos.rates)
+        off = [r for r in real_info["fps"] if abs(r - proto.fps) > 1e-3]
+        if off:
+            log.warning("real videos at %s fps, not the protocol's %g fps: per-second figures and clips differ in time",
+                        ", ".join(f"{r:g}" for r in off), proto.fps)
     report = {"protocol": protocol_record(proto, result.extractors, gen_info, real_info),
               "metrics": result.metrics, "unavailable": result.unavailable, "seconds": result.seconds}
     if out is not None:

@@ -12,6 +12,7 @@ Every video is resized (shorter side, area) and centre-cropped to the protocol s
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -26,6 +27,8 @@ import torch
 from drivesim.data.transforms import ResizeCrop
 from drivesim.data.video_decode import display_rgb
 from drivesim.data.video_index import VIDEO_SUFFIXES, build_index
+
+log = logging.getLogger(__name__)
 
 VIDEO_EXTS = VIDEO_SUFFIXES  # the training loader's: a file one reads, the other does too
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
@@ -109,7 +112,8 @@ def find_videos(root: str | Path) -> list[Path]:
 def _decode(path: Path) -> tuple[list[np.ndarray], float]:
     # The training loader's index: it refuses a truncated file (every frame the container declares must be
     # there) and reads the display rotation, so `data=videos` and `real=`/`generated=` see the same frames.
-    rotation = build_index(path, str(path)).rotation
+    index = build_index(path, str(path))
+    rotation = index.rotation
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
@@ -119,7 +123,14 @@ def _decode(path: Path) -> tuple[list[np.ndarray], float]:
         raise ValueError(f"{path}: not a readable video ({exc.__class__.__name__}: {exc})") from exc
     if not frames:
         raise ValueError(f"{path}: the video has no frames")
-    return frames, float(rate) if rate else math.nan
+    nominal = float(rate) if rate else math.nan
+    mean = (len(index.pts) - 1) / index.span if len(index.pts) > 1 and index.span > 0 else math.nan
+    if math.isfinite(mean) and not (math.isfinite(nominal) and abs(mean - nominal) <= 0.01 * mean):
+        # A variable-rate file's nominal rate is a container default or its fastest stretch: its frames'
+        # own times give the mean rate the metrics' per-second figures need.
+        log.info("%s: frames at a mean %.3f fps (the container says %g)", path, mean, nominal)
+        return frames, mean
+    return frames, nominal
 
 
 def _read_images(folder: Path) -> list[np.ndarray]:
@@ -214,6 +225,7 @@ class VideoSeq:
     def __init__(self, loaders: list[Callable[[], EvalVideo | None]]) -> None:
         self.loaders = loaders
         self.frames_seen: dict[int, int] = {}
+        self.rates: set[float] = set()  # the frame rates of the videos read
 
     def __len__(self) -> int:
         return len(self.loaders)
@@ -223,6 +235,7 @@ class VideoSeq:
             video = load()
             if video is not None:
                 self.frames_seen[k] = int(video.frames.shape[0])
+                self.rates.add(round(float(video.fps), 4))
                 yield video
 
     @staticmethod
