@@ -331,7 +331,8 @@ def method_stamps(settings: BenchSettings, cfg: Any, plan: CascadePlan) -> dict[
     autoencoder = {**drives, "autoencoder": ids.get("autoencoder", ids["temporal"]), "chunk": CHUNK}
     demo = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     image = {**autoencoder, "image": ids.get("image"), "sampler": image_sampler_stamp(demo["sampler"]),
-             "schedule": plan.stages["temporal"].scheduler_config(), "seed": demo["seed"]}
+             "schedule": plan.stages["temporal"].scheduler_config(), "seed": demo["seed"],
+             "precision": demo.get("precision"), "device": demo.get("device")}
     stamps = {"real": drives, "copy_last_frame": drives, "autoencoder": autoencoder, "image_model": image,
               "cascade": {**drives, "cascade": ids, "demo": demo}}
     return {m: json.dumps(v, sort_keys=True, default=str) for m, v in stamps.items()}

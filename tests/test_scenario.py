@@ -200,6 +200,8 @@ def test_a_config_group_scenario_names_its_own_file(tmp_path: Path) -> None:
     cfg = compose_command("generate", ["scenario=broken", "checkpoint=x"], conf_dir=conf)
     with pytest.raises(ScenarioError, match=r"broken\.yaml: ego\.speed"):
         scenario_from_config(cfg.scenario)
+    cfg = compose_command("generate", ["scenario=nameless", "checkpoint=x", "scenario.seconds=3"], conf_dir=conf)
+    assert scenario_from_config(cfg.scenario).name == "nameless"  # overrides do not rename it
     cfg = compose_command("generate", ["scenario=nameless", "checkpoint=x", "scenario.seconds=-1"], conf_dir=conf)
     with pytest.raises(ScenarioError, match=r"nameless\.yaml \(with scenario\.\* overrides\): seconds"):
         scenario_from_config(cfg.scenario)

@@ -72,6 +72,8 @@ def _record_scenario_source(cfg: DictConfig, choice: str | None, overrides: list
     if any(k.startswith("scenario.") and k not in ("scenario.path", "scenario.source") for k in edited):
         source += " (with scenario.* overrides)"
     node.source = source
+    if not node.get("name"):  # a file without `name:` is named after itself, overrides or not
+        node.name = choice.rsplit("/", 1)[-1]
 
 
 def compose_command(command: str, overrides: list[str], conf_dir: Path = CONF_DIR) -> DictConfig:
@@ -86,6 +88,8 @@ def compose_command(command: str, overrides: list[str], conf_dir: Path = CONF_DI
             try:
                 cfg = compose(config_name=command, overrides=overrides, return_hydra_config=True)
             except (AssertionError, AttributeError) as exc:  # Hydra/OmegaConf setting a field under a null node
+                if "NoneType" not in str(exc):
+                    raise
                 raise ConfigError(f"cannot apply the overrides {' '.join(overrides)} ({_one_line(exc)}): a field of a "
                                   "config node that is null here (e.g. model.conditioning of model=sd15) cannot be set "
                                   "from the command line; choose a preset that has it") from exc

@@ -46,15 +46,17 @@ def display_rgb(frame: av.VideoFrame, rotation: int) -> np.ndarray:
 
 def _decode_from_start(container: Any, stream: Any, index: VideoIndex, wanted: set[int],
                        out: dict[int, np.ndarray]) -> None:
-    """Decode the whole stream once from its first frame. The decoder hands frames out in display order even where
-    the container's timestamps are not (an AVI's are decode times): the k-th frame out is shown at the k-th time
-    of the index."""
+    """Decode the whole stream once from its first frame. With `index.decode_order` (an AVI's stamps are decode
+    times) the decoder still hands frames out in display order: the k-th frame out is shown at the k-th time of the
+    index. Otherwise each frame keeps its own pts (a frame the decoder drops must not shift the ones after it)."""
     container.seek(min(0, index.pts[0], index.keyframes[0]), stream=stream, backward=True, any_frame=False)
     shown = iter(index.pts)
     for frame in container.decode(stream):
-        pts = next(shown, None)
+        pts = next(shown, None) if index.decode_order else (int(frame.pts) if frame.pts is not None else None)
         if pts is None:
-            return
+            if index.decode_order:
+                return
+            continue
         if pts in wanted and pts not in out:
             out[pts] = display_rgb(frame, index.rotation)
             if not wanted - out.keys():

@@ -35,7 +35,7 @@ class DiffusionObjective:
             # At zero terminal SNR the last step's x0 from an eps prediction divides by sqrt(alpha_bar) = 0 (NaN
             # samples; inf min-SNR weights): zero-SNR schedules need v-prediction (Lin et al. 2024).
             raise ValueError("model.noise_schedule.rescale_betas_zero_snr needs model.prediction_type=v_prediction "
-                             "(or sample), got epsilon")
+                             "got epsilon")
         try:
             self.scheduler: Any = cast(Any, DDPMScheduler(**{**schedule, "prediction_type": prediction_type}))
         except (TypeError, ValueError, NotImplementedError) as exc:

@@ -135,7 +135,7 @@ def _decode(path: Path) -> tuple[list[np.ndarray], float]:
 
 def _read_images(folder: Path) -> list[np.ndarray]:
     images = []
-    for path in sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS), key=_natural_key):
+    for path in sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS), key=lambda p: (_natural_key(p), p.name)):
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise ValueError(f"{path}: not a readable image")

@@ -34,19 +34,29 @@ def _hash_shapes(items: list[tuple[str, tuple[int, ...]]], extra: dict[str, Any]
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def architecture_config(image_config: dict[str, Any]) -> dict[str, Any]:
+    """The image UNet's constructor arguments. Left out: diffusers' `_*` bookkeeping of a model read from disk
+    (`_class_name`, ...) and keys a config.json carries that UNet2DConditionModel does not take (another diffusers
+    version's): model.json records exactly this, so a rebuilt model hashes the same as the one exported."""
+    import inspect
+
+    from diffusers import UNet2DConditionModel
+
+    accepted = set(inspect.signature(UNet2DConditionModel.__init__).parameters) - {"self"}
+    return {k: v for k, v in image_config.items() if not k.startswith("_") and k in accepted}
+
+
 def architecture_hashes(unet: VideoUNet) -> tuple[str, str]:
     """(full, spatial) hashes of the state-dict keys and shapes plus the image UNet config: two models
     with equal hashes load each other's weights strictly."""
-    # `_*` keys (`_class_name`, ...) are diffusers' bookkeeping of a model read from disk, not architecture: model.json
-    # leaves them out, so a rebuilt model must hash the same without them.
-    config = {k: v for k, v in unet.image_config.items() if not k.startswith("_") and k not in _VOLATILE_CONFIG}
+    config = {k: v for k, v in architecture_config(unet.image_config).items() if k not in _VOLATILE_CONFIG}
     shapes = [(k, tuple(v.shape)) for k, v in unet.state_dict().items()]
     spatial = [item for item in shapes if group_of(item[0]) == "spatial"]
     return _hash_shapes(shapes, config), _hash_shapes(spatial, config)
 
 
 def model_description(unet: VideoUNet, model_cfg: DictConfig) -> dict[str, Any]:
-    config = {k: v for k, v in unet.image_config.items() if not k.startswith("_")}
+    config = architecture_config(unet.image_config)
     # The encoders the UNet actually carries (a stage may have switched one on, e.g. the stage id).
     encoders: Any = unet.condition_encoders
     conditioning = None if encoders is None else OmegaConf.to_container(OmegaConf.structured(encoders.options))

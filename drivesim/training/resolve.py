@@ -12,7 +12,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -45,7 +45,11 @@ def _check_pipeline_schedule(weights: Path, model: DictConfig) -> None:
     """SD weights in a diffusers pipeline folder come with the noise schedule and prediction type they were trained
     with (`scheduler/scheduler_config.json`): a run that disagrees would fine-tune, say, a v-prediction model as
     an eps one. One line naming the field to set."""
-    folder = weights if weights.is_dir() else weights.parent
+    if not weights.is_dir():  # a single file: the scheduler of its config folder, if one was given
+        if not model.get("pretrained_config"):
+            return
+        weights = Path(model.pretrained_config)
+    folder = weights
     candidates = [folder / "scheduler" / "scheduler_config.json", folder.parent / "scheduler" / "scheduler_config.json"]
     found = next((p for p in candidates if p.is_file()), None)
     if found is None:
@@ -61,7 +65,9 @@ def _check_pipeline_schedule(weights: Path, model: DictConfig) -> None:
                                f"{saved['prediction_type']}: set model.prediction_type={saved['prediction_type']}")
     schedule = OmegaConf.to_container(model.noise_schedule, resolve=True) if model.get("noise_schedule") else {}
     assert isinstance(schedule, dict)
-    defaults = {"rescale_betas_zero_snr": False, "trained_betas": None}
+    from diffusers import DDPMScheduler
+
+    defaults = dict(cast(Any, DDPMScheduler()).config)  # what the objective builds a key the preset leaves out with
     for key in SCHEDULE_FIELDS:
         if key not in saved:
             continue
