@@ -63,6 +63,10 @@ def _decode_from_start(container: Any, stream: Any, index: VideoIndex, wanted: s
                 return
 
 
+def _first_missing(todo: list[int], out: dict[int, np.ndarray]) -> int:
+    return next((k for k, t in enumerate(todo) if t not in out), len(todo))
+
+
 def read_frames(path: Path, index: VideoIndex, wanted: list[int]) -> dict[int, np.ndarray]:
     """Decode the frames with the given PTS values -> {pts: (H, W, 3) uint8 RGB in display orientation}."""
     todo = sorted(set(wanted))
@@ -80,7 +84,7 @@ def read_frames(path: Path, index: VideoIndex, wanted: list[int]) -> dict[int, n
             stream = container.streams.video[0]
             if index.decode_order:
                 _decode_from_start(container, stream, index, set(todo), out)
-                i = next((k for k, t in enumerate(todo) if t not in out), len(todo))
+                i = _first_missing(todo, out)
             while i < len(todo) and not index.decode_order:
                 container.seek(_preceding_keyframe(index, todo[i]), stream=stream, backward=True, any_frame=False)
                 for frame in container.decode(stream):
@@ -89,7 +93,7 @@ def read_frames(path: Path, index: VideoIndex, wanted: list[int]) -> dict[int, n
                     pts = int(frame.pts)
                     if pts > todo[i]:
                         _decode_from_start(container, stream, index, set(todo[i:]), out)
-                        i = len(todo) if all(t in out for t in todo) else next(k for k, t in enumerate(todo) if t not in out)
+                        i = _first_missing(todo, out)
                         if i < len(todo):
                             raise DataError(path, f"corrupt: the frame with pts {todo[i]} is missing from the decoded stream")
                         break

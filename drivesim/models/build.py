@@ -17,7 +17,7 @@ from drivesim.models.video_unet import VideoUNet
 log = logging.getLogger(__name__)
 
 # Config fields that do not change the architecture or weights (a default resolution only).
-RESOLUTION_HINTS = ("sample_size",)
+_RESOLUTION_HINTS = ("sample_size",)
 
 
 def _as_dict(cfg: ModelConfig | DictConfig | dict[str, Any]) -> dict[str, Any]:
@@ -38,12 +38,10 @@ def build_video_unet(model_cfg: ModelConfig | DictConfig | dict[str, Any],
     if cfg.get("pretrained"):
         unet = load_image_unet(cfg["pretrained"], config=cfg.get("pretrained_config"),
                                original_config=cfg.get("pretrained_original_config"))
-        for key, value in unet_kwargs.items():
-            if key in RESOLUTION_HINTS:
-                continue
-            loaded = unet.config.get(key)
-            if normalise(loaded) != normalise(value):
-                raise ValueError(f"model {name}: unet.{key}={value!r} but {cfg['pretrained']} has {loaded!r}")
+        disagreement = first_disagreement(unet_kwargs, dict(unet.config))
+        if disagreement is not None:
+            key, value, loaded = disagreement
+            raise ValueError(f"model {name}: unet.{key}={value!r} but {cfg['pretrained']} has {loaded!r}")
         log.info("model %s: inflating pretrained UNet from %s", name, cfg["pretrained"])
     else:
         if not unet_kwargs:
@@ -82,5 +80,17 @@ def condition_encoders_for(name: str, options: dict[str, Any], unet: Any) -> nn.
     return ConditionEncoders.for_unet(unet, parsed)
 
 
-def normalise(value: Any) -> Any:
+def _normalise(value: Any) -> Any:
     return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def first_disagreement(asked: dict[str, Any], actual: dict[str, Any],
+                       only_known: bool = False) -> tuple[str, Any, Any] | None:
+    """(key, asked, actual) of the first `model.unet` field the weights' own UNet config contradicts, or None;
+    resolution hints never count. `only_known`: fields `actual` does not record are not compared."""
+    for key, value in asked.items():
+        if key in _RESOLUTION_HINTS or (only_known and key not in actual):
+            continue
+        if _normalise(actual.get(key)) != _normalise(value):
+            return key, value, actual.get(key)
+    return None

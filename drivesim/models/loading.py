@@ -47,6 +47,18 @@ def unet_folder(path: Path) -> tuple[Path, str | None]:
                      "(unet/config.json)")
 
 
+def pipeline_scheduler_config(path: Path) -> Path | None:
+    """`scheduler/scheduler_config.json` of the pipeline a UNet folder belongs to (`path` the pipeline folder or its
+    `unet/`), or None: a bare UNet folder or single file carries no schedule."""
+    try:
+        root, subfolder = unet_folder(path)
+    except ValueError:
+        return None
+    pipeline = root if subfolder else (root.parent if root.name == "unet" else None)
+    found = pipeline / "scheduler" / "scheduler_config.json" if pipeline is not None else None
+    return found if found is not None and found.is_file() else None
+
+
 # diffusers' weight file names: plain, sharded (-00001-of-00002) and variant (.fp16) forms.
 _WEIGHTS = re.compile(r"diffusion_pytorch_model(?:-\d+-of-\d+)?(?:\.(?P<variant>[^.]+))?\.(?:safetensors|bin)$")
 _INDEX = re.compile(r"diffusion_pytorch_model\.(?:safetensors|bin)\.index(?:\.(?P<variant>[^.]+))?\.json$")

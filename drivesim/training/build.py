@@ -159,15 +159,14 @@ def parent_unet_config(model_cfg: Any, parent: Any) -> dict[str, Any]:
     """The spatial UNet of a stage started from an export is the export's own (its model.json), never the
     preset's: fields the preset sets must agree with it (one line naming the first that does not)."""
     from drivesim.exports import MODEL_FILE
-    from drivesim.models.build import RESOLUTION_HINTS, normalise
+    from drivesim.models.build import first_disagreement
 
     recorded = dict(parent.read_json(MODEL_FILE)["unet"])
-    for key, value in dict(model_cfg.get("unet") or {}).items():
-        if key in RESOLUTION_HINTS or key not in recorded:
-            continue
-        if normalise(recorded[key]) != normalise(value):
-            raise TrainConfigError(f"model.unet.{key}={value!r} but the parent export {parent.path} was trained "
-                                   f"with {recorded[key]!r}: the architecture differs")
+    disagreement = first_disagreement(dict(model_cfg.get("unet") or {}), recorded, only_known=True)
+    if disagreement is not None:
+        key, value, trained = disagreement
+        raise TrainConfigError(f"model.unet.{key}={value!r} but the parent export {parent.path} was trained "
+                               f"with {trained!r}: the architecture differs")
     return recorded
 
 

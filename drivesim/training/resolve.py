@@ -45,13 +45,13 @@ def _check_pipeline_schedule(weights: Path, model: DictConfig) -> None:
     """SD weights in a diffusers pipeline folder come with the noise schedule and prediction type they were trained
     with (`scheduler/scheduler_config.json`): a run that disagrees would fine-tune, say, a v-prediction model as
     an eps one. One line naming the field to set."""
+    from drivesim.models.loading import pipeline_scheduler_config
+
     if not weights.is_dir():  # a single file: the scheduler of its config folder, if one was given
         if not model.get("pretrained_config"):
             return
         weights = Path(model.pretrained_config)
-    folder = weights
-    candidates = [folder / "scheduler" / "scheduler_config.json", folder.parent / "scheduler" / "scheduler_config.json"]
-    found = next((p for p in candidates if p.is_file()), None)
+    found = pipeline_scheduler_config(weights)
     if found is None:
         return
     try:
