@@ -93,6 +93,21 @@ def test_agent_absent_outside_its_key_times() -> None:
     assert record["frame"] == 3 and record["boxes"][0]["id"] == "7" and record["boxes"][0]["class"] == "pedestrian"
 
 
+def test_keys_before_the_first_frame_place_an_agent_already_on_the_road() -> None:
+    """Negative key times are allowed: the agent is at its interpolated point at t = 0."""
+    moving = _scenario(agents=[{"id": "a", "class": "car", "size": [4.5, 1.9, 1.6],
+                                "track": [[-2, 30.0, 0.0, 0.0], [2, 10.0, 0.0, 0.0]]}])
+    midway = _scenario(agents=[{"id": "a", "class": "car", "size": [4.5, 1.9, 1.6],
+                                "track": [[0, 20.0, 0.0, 0.0], [1, 15.0, 0.0, 0.0]]}])
+    at_zero = Timeline(parse_scenario(moving, "s.yaml"), CAM).at(0.0).boxes
+    assert len(at_zero) == 1
+    np.testing.assert_allclose(at_zero[0].xyxy, Timeline(parse_scenario(midway, "s.yaml"), CAM).at(0.0).boxes[0].xyxy)
+    gone = _scenario(agents=[{"id": "a", "class": "car", "size": [4.5, 1.9, 1.6],
+                              "track": [[-3, 30.0, 0.0, 0.0], [-1, 10.0, 0.0, 0.0]]}])
+    with pytest.raises(ScenarioError, match="never in view"):
+        Timeline(parse_scenario(gone, "s.yaml"), CAM).check_in_view(4.0, 3.0)
+
+
 def test_camera_from_export_data_is_rescaled_to_the_output_frame() -> None:
     big = PinholeCamera.mounted(512, 256)
     cam = resolve_camera(None, {"intrinsics": big.intrinsics.tolist(), "extrinsics": None}, [256, 512], H, W)

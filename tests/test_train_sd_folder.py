@@ -62,6 +62,18 @@ def test_a_pipeline_folder_trains_image_then_prediction_with_the_same_spatial_un
     assert torch.allclose(a, b, atol=1e-6)
 
 
+def test_model_unet_null_takes_the_weights_own_architecture(base: dict[str, Path], tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A pipeline whose UNet is not the preset's: the preset's fields are one line; `model.unet=null` drops them."""
+    sd = _pipeline(tmp_path / "sd", block_out_channels=[16, 32], norm_num_groups=4)
+    args = ["model.pretrained=" + str(sd), f"model.vae={base['vae']}", "model.conditioning=null"]
+    assert main(train_args("image", base["world"], tmp_path / "refused", base["cache"], 1, *args)) == 2
+    assert "block_out_channels" in capsys.readouterr().err
+    assert main(train_args("image", base["world"], tmp_path / "run", base["cache"], 1, *args, "model.unet=null")) == 0
+    recorded = json.loads((tmp_path / "run" / "export" / "model.json").read_text())["unet"]
+    assert recorded["block_out_channels"] == [16, 32] and recorded["norm_num_groups"] == 4
+
+
 @pytest.mark.parametrize(("unet_config", "prediction_type", "extra", "named"), [
     ({}, "v_prediction", [], "model.prediction_type=epsilon but"),
     ({"class_embed_type": "timestep"}, "epsilon", [], "class_embed_type"),

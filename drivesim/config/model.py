@@ -36,7 +36,9 @@ class ModelConfig:
     pretrained: str | None = None
     pretrained_config: str | None = None  # local diffusers config folder for a single-file checkpoint
     pretrained_original_config: str | None = None  # or the original LDM YAML
-    unet: dict[str, Any] = field(default_factory=dict)  # UNet2DConditionModel kwargs
+    # UNet2DConditionModel kwargs; with `pretrained`, null (`model.unet=null`) takes the weights' own config
+    # instead of checking a preset's fields against it.
+    unet: dict[str, Any] | None = field(default_factory=dict)
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
     # Condition encoders (typed: a misspelt option is a config error); None = no encoders.
     conditioning: ConditionOptions | None = None
