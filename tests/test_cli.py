@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +110,14 @@ def test_a_field_under_a_null_config_node_is_one_line(capsys: pytest.CaptureFixt
         assert main(["train", "model=sd15", override, "out=never-written"]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "null here" in err, err
+
+
+@pytest.mark.parametrize("accelerator", ["cpu", "auto"])
+def test_fsdp_is_refused_before_anything_is_written(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    accelerator: str) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "model=micro", "trainer.strategy=fsdp", f"trainer.accelerator={accelerator}",
+                 f"out={out}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "trainer.strategy=fsdp is not supported" in err, err
+    assert not out.exists()

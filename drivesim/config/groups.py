@@ -99,7 +99,7 @@ class TrainerConfig:
     accelerator: str = "cpu"
     devices: int = 1
     num_nodes: int = 1
-    strategy: str = "auto"  # auto | ddp | fsdp
+    strategy: str = "auto"  # auto | ddp (fsdp is refused: training/run.check_strategy)
     max_steps: int = 100
     precision: str = "32-true"
     log_every_n_steps: int = 10

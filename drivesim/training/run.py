@@ -87,6 +87,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, tmp)
 
 
+def check_strategy(t: DictConfig) -> None:
+    """Refuse Lightning's FSDP strategies before anything is built or written.
+
+    Sharded training breaks three things drivesim relies on (measured on a 2-rank CPU run forced past
+    Lightning's GPU check, session 17): norm gradient clipping is refused by FSDPPrecision at step 1,
+    the EMA's full-shape shadows meet 1-D flat shards at step 1, and rank 0 would export its own
+    shards. Until the export gathers full state dicts, FSDP is a one-line error, not a crash.
+    """
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    strategy = str(t.strategy)
+    if strategy in FSDPStrategy.get_registered_strategies():
+        raise TrainConfigError(f"trainer.strategy={strategy} is not supported (sharded parameters break the EMA, "
+                               "gradient clipping and the export): use trainer=gpu or trainer=ddp with "
+                               "trainer.gradient_checkpointing=true")
+
+
 def make_trainer(cfg: DictConfig, out: Path, callbacks: list[Any]) -> L.Trainer:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -110,6 +127,7 @@ def make_trainer(cfg: DictConfig, out: Path, callbacks: list[Any]) -> L.Trainer:
 def run_training(cfg: DictConfig) -> int:
     """Train one stage; returns the exit code (0 done, 1 stopped by bad numbers or data)."""
     started = time.perf_counter()
+    check_strategy(cfg.trainer)
     resolved: Resolved = resolve(cfg)
     cfg = resolved.cfg
     out = Path(str(cfg.out))
