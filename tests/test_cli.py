@@ -112,12 +112,13 @@ def test_a_field_under_a_null_config_node_is_one_line(capsys: pytest.CaptureFixt
         assert len(err.splitlines()) == 1 and "null here" in err, err
 
 
-@pytest.mark.parametrize("accelerator", ["cpu", "auto"])
-def test_fsdp_is_refused_before_anything_is_written(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                    accelerator: str) -> None:
+@pytest.mark.parametrize(("strategy", "accelerator"), [("fsdp", "cpu"), ("fsdp", "auto"),
+                                                       ("deepspeed_stage_3", "auto")])
+def test_sharding_strategies_are_refused_before_anything_is_written(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                    strategy: str, accelerator: str) -> None:
     out = tmp_path / "run"
-    assert main(["train", "model=micro", "trainer.strategy=fsdp", f"trainer.accelerator={accelerator}",
+    assert main(["train", "model=micro", f"trainer.strategy={strategy}", f"trainer.accelerator={accelerator}",
                  f"out={out}"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "trainer.strategy=fsdp is not supported" in err, err
+    assert len(err.splitlines()) == 1 and f"trainer.strategy={strategy} is not supported" in err, err
     assert not out.exists()

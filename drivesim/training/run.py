@@ -88,20 +88,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def check_strategy(t: DictConfig) -> None:
-    """Refuse Lightning's FSDP strategies before anything is built or written.
+    """Refuse Lightning's FSDP (and DeepSpeed, which shards too) strategies before anything is built or written.
 
     Sharded training breaks three things drivesim relies on (measured on a 2-rank CPU run forced past
     Lightning's GPU check, session 17): norm gradient clipping is refused by FSDPPrecision at step 1,
     the EMA's full-shape shadows meet 1-D flat shards at step 1, and rank 0 would export its own
     shards. Until the export gathers full state dicts, FSDP is a one-line error, not a crash.
     """
-    from lightning.pytorch.strategies import FSDPStrategy
-
     strategy = str(t.strategy)
-    if strategy in FSDPStrategy.get_registered_strategies():
+    if strategy.startswith(("fsdp", "deepspeed")):  # every registration of both shards parameters
         raise TrainConfigError(f"trainer.strategy={strategy} is not supported (sharded parameters break the EMA, "
-                               "gradient clipping and the export): use trainer=gpu or trainer=ddp with "
-                               "trainer.gradient_checkpointing=true")
+                               "gradient clipping and the export): use trainer=gpu, or trainer=ddp with "
+                               "trainer.precision=bf16-mixed trainer.gradient_checkpointing=true")
 
 
 def make_trainer(cfg: DictConfig, out: Path, callbacks: list[Any]) -> L.Trainer:
