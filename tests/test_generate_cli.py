@@ -49,6 +49,7 @@ def test_generate_writes_the_outputs_and_prints_their_paths(cascade: dict[str, P
     run = json.loads((out / "run.json").read_text())
     assert run["fps"] == 12.0 and run["config"]["sampler"]["name"] == "euler" and run["seed"] == 3
     assert "interpolation" in run["stage_seconds"]
+    assert run["torch_threads"] == torch.get_num_threads()  # CPU results depend on it: a rerun needs the same
 
 
 def test_prediction_window_is_used_and_recorded(cascade: dict[str, Path], tmp_path: Path) -> None:

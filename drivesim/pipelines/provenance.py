@@ -1,4 +1,8 @@
-"""What made a run: git commit, package versions, machine (for run.json)."""
+"""What made a run: git commit, package versions, machine, torch threads (for run.json).
+
+The thread count belongs here: CPU results differ across thread counts (a UNet forward by ~1e-6, which an
+autoregressive rollout grows into visibly different frames), so a run is reproduced with the same count.
+"""
 
 from __future__ import annotations
 
@@ -27,5 +31,7 @@ def provenance() -> dict[str, Any]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
+    import torch
+
     return {"git_commit": git_commit(), "versions": versions, "python": platform.python_version(),
-            "machine": platform.machine()}
+            "machine": platform.machine(), "torch_threads": torch.get_num_threads()}
