@@ -85,27 +85,28 @@ def read_frames(path: Path, index: VideoIndex, wanted: list[int]) -> dict[int, n
             if index.decode_order:
                 _decode_from_start(container, stream, index, set(todo), out)
                 i = _first_missing(todo, out)
-            while i < len(todo) and not index.decode_order:
-                container.seek(_preceding_keyframe(index, todo[i]), stream=stream, backward=True, any_frame=False)
-                for frame in container.decode(stream):
-                    if frame.pts is None:
-                        continue
-                    pts = int(frame.pts)
-                    if pts > todo[i]:
-                        _decode_from_start(container, stream, index, set(todo[i:]), out)
-                        i = _first_missing(todo, out)
-                        if i < len(todo):
-                            raise DataError(path, f"corrupt: the frame with pts {todo[i]} is missing from the decoded stream")
-                        break
-                    if pts == todo[i]:
-                        out[pts] = display_rgb(frame, index.rotation)
-                        i += 1
-                        if i == len(todo):
+            else:
+                while i < len(todo):
+                    container.seek(_preceding_keyframe(index, todo[i]), stream=stream, backward=True, any_frame=False)
+                    for frame in container.decode(stream):
+                        if frame.pts is None:
+                            continue
+                        pts = int(frame.pts)
+                        if pts > todo[i]:
+                            _decode_from_start(container, stream, index, set(todo[i:]), out)
+                            i = _first_missing(todo, out)
+                            if i < len(todo):
+                                raise DataError(path, f"corrupt: the frame with pts {todo[i]} is missing from the decoded stream")
                             break
-                        if _preceding_keyframe(index, todo[i]) > pts:
-                            break  # the next wanted frame is past a key frame: seek instead of decoding the gap
-                else:
-                    break  # the stream ended before the wanted frame
+                        if pts == todo[i]:
+                            out[pts] = display_rgb(frame, index.rotation)
+                            i += 1
+                            if i == len(todo):
+                                break
+                            if _preceding_keyframe(index, todo[i]) > pts:
+                                break  # the next wanted frame is past a key frame: seek instead of decoding the gap
+                    else:
+                        break  # the stream ended before the wanted frame
     except av.FFmpegError as exc:
         raise DataError(path, f"corrupt or truncated: decoding failed ({exc})") from exc
     if i < len(todo):

@@ -12,6 +12,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import torch
+
 PACKAGES = ("drivesim", "torch", "diffusers", "numpy", "av")
 
 
@@ -31,7 +33,5 @@ def provenance() -> dict[str, Any]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    import torch
-
     return {"git_commit": git_commit(), "versions": versions, "python": platform.python_version(),
             "machine": platform.machine(), "torch_threads": torch.get_num_threads()}
