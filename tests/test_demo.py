@@ -190,6 +190,39 @@ def test_init_strength_reaches_each_stage_and_is_checked(cascade: Path, tmp_path
     assert len(err.splitlines()) == 1 and "init_strength must lie in (0, 1]" in err
 
 
+def test_ego_warp_init_reaches_both_stages_and_is_checked(cascade: Path, tmp_path: Path, no_metric_weights: None,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """`init_guess=ego_warp` changes the SDEdit start of the frames to generate (not the given ones) in the
+    prediction and the interpolation calls; an unknown guess is one line naming the field, exit 2."""
+    import drivesim.pipelines.engine as engine
+    from drivesim.diffusion.sampling import context_init
+
+    moved: list[tuple[int, float, float]] = []  # (frames, max |init - plain guess| on free / given frames)
+    real_sample = engine.sample_video
+
+    def spy(denoiser, scheduler, noise, cond, steps, given=None, gen=None, init=None, strength=1.0):  # type: ignore[no-untyped-def]
+        if given is not None and init is not None:
+            diff = (init - context_init(given)).abs()
+            free = given.mask == 0
+            moved.append((int(noise.shape[1]), float(diff[free].max()), float(diff[~free].max())))
+        return real_sample(denoiser, scheduler, noise, cond, steps, given, gen, init, strength)
+
+    monkeypatch.setattr(engine, "sample_video", spy)
+    args = ["demo", f"cascade={cascade}", "seconds=2", "sampler.steps=2", "interpolation_sampler.steps=2",
+            "metrics=[temporal]", "sampler.init_strength=0.5", "interpolation_sampler.init_strength=0.5",
+            "sampler.init_guess=ego_warp"]
+    assert main([*args, "interpolation_sampler.init_guess=ego_warp", f"out={tmp_path / 'd'}"]) == 0
+    itp_frames = json.loads((cascade / "interpolation" / "drivesim_export.json").read_text())["data"]["frames"]
+    kinds = {f == itp_frames for f, _, _ in moved}
+    assert kinds == {True, False}  # both stages started from the warp
+    assert all(free > 1e-3 and given == 0.0 for _, free, given in moved)
+    capsys.readouterr()
+    assert main([*args, "interpolation_sampler.init_guess=flow", f"out={tmp_path / 'bad'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "sampler.init_guess must be one of given, ego_warp" in err
+
+
 def test_noise_correlation_reaches_its_stage_only_and_is_checked(cascade: Path, tmp_path: Path,
                                                                  no_metric_weights: None,
                                                                  monkeypatch: pytest.MonkeyPatch,

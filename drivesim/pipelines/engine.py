@@ -35,6 +35,7 @@ from drivesim.pipelines.conditions import (
     frame_condition,
     with_context,
 )
+from drivesim.pipelines.ego_warp import ego_warped_frames
 from drivesim.pipelines.errors import GenerateError
 from drivesim.pipelines.plan import Chunk, RolloutPlan
 from drivesim.scenario.timeline import Timeline
@@ -42,6 +43,7 @@ from drivesim.scenario.timeline import Timeline
 log = logging.getLogger(__name__)
 
 INTERPOLATION_FACTOR = 4
+INIT_GUESSES = ("given", "ego_warp")
 
 
 @dataclass
@@ -71,6 +73,8 @@ class SamplerSettings:
     max_batch: int = 0
     init_strength: float = 1.0
     noise_correlation: float = 0.0  # share of the initial noise common to a call's frames (frame_correlated_noise)
+    init_guess: str = "given"  # the SDEdit start of new keys: "given" (context_init) | "ego_warp" (ego_warp.py)
+    walls_m: float | None = None  # ego_warp: side walls at this lateral distance (None: ground plane only)
 
 
 class SamplerSettingsError(GenerateError):
@@ -134,6 +138,11 @@ class Engine:
                 raise SamplerSettingsError(f"sampler.init_strength must lie in (0, 1], got {s.init_strength}")
             if not 0.0 <= s.noise_correlation < 1.0:
                 raise SamplerSettingsError(f"sampler.noise_correlation must lie in [0, 1), got {s.noise_correlation}")
+            if s.init_guess not in INIT_GUESSES:
+                raise SamplerSettingsError(f"sampler.init_guess must be one of {', '.join(INIT_GUESSES)}, "
+                                           f"got {s.init_guess!r}")
+            if s.walls_m is not None and not s.walls_m > 0.0:
+                raise SamplerSettingsError(f"sampler.walls_m must be > 0 (or null: no walls), got {s.walls_m}")
         p = self.prediction
         if p.anchor_to_given and float((p.sampler or self.sampler).guidance.get("context", 1.0)) != 1.0:
             raise SamplerSettingsError("sampler.guidance.context: this prediction model denoises the difference to "
@@ -184,14 +193,16 @@ class Engine:
         return ChunkResult(keys=new, frames=frames, seconds=timings)
 
     def _sample(self, stage: StageModel, cond: VideoCondition, frames: int, scene: SceneInputs,
-                gen: torch.Generator, given: GivenFrames | None = None, batch: int = 1) -> Tensor:
+                gen: torch.Generator, given: GivenFrames | None = None, batch: int = 1,
+                init: Tensor | None = None) -> Tensor:
         h, w = self.latent_size
         s = stage.sampler or self.sampler
         noise = torch.randn(batch, frames, self.latent_channels, h, w, generator=gen)
         noise = frame_correlated_noise(noise, s.noise_correlation, gen).to(self.device)
         scheduler = make_scheduler(s.name, self.schedule, s.timestep_spacing, s.eta)
         denoiser = GuidedDenoiser(_in_model_dtype(stage.unet), s.guidance, s.guidance_mode, scene.null_text, s.max_batch)
-        init = context_init(given) if given is not None and s.init_strength < 1.0 else None
+        if init is None and given is not None and s.init_strength < 1.0:
+            init = context_init(given)
         return sample_video(denoiser, scheduler, noise, cond, s.steps, given, gen, init, s.init_strength)
 
     def _image_key(self, plan: RolloutPlan, timeline: Timeline, scene: SceneInputs,
@@ -209,13 +220,73 @@ class Engine:
         cond = frame_condition(timeline.frames([plan.key_time(j) for j in js]), stage.supports, scene, self.device)
         given = self._given([keys[j] for j in chunk.context_keys], len(js), [0])
         cond = with_context(cond, given.latents, given.mask, stage.supports, stage.context_noise_level, gen)
+        init = self._ego_warp_init(chunk, plan, timeline, keys, given)
         if stage.anchor_to_given:
             anchor = given_anchor(given.latents, given.mask)
-            out = self._sample(stage, cond, len(js), scene, gen, GivenFrames(given.latents - anchor, given.mask)) + anchor
+            out = self._sample(stage, cond, len(js), scene, gen, GivenFrames(given.latents - anchor, given.mask),
+                               init=None if init is None else init - anchor) + anchor
         else:
-            out = self._sample(stage, cond, len(js), scene, gen, given)
+            out = self._sample(stage, cond, len(js), scene, gen, given, init=init)
         s = len(chunk.context_keys)
         return {j: out[:, s + i] for i, j in enumerate(chunk.new_keys)}
+
+    def _ego_warp_init(self, chunk: Chunk, plan: RolloutPlan, timeline: Timeline, keys: Mapping[int, Tensor],
+                       given: GivenFrames) -> Tensor | None:
+        """`sampler.init_guess=ego_warp`: the SDEdit start of each new key is the last given key warped by the
+        ego motion up to its time (keys of unknown ego motion keep the plain guess); None: the plain guess."""
+        s = self.prediction.sampler or self.sampler
+        if s.init_guess != "ego_warp" or s.init_strength >= 1.0:
+            return None
+        init = context_init(given)
+        last = chunk.context_keys[-1]
+        frame = self.vae.decode_video(keys[last][:, None].to(self.device), 1)[:, 0].float().clamp(-1, 1)
+        warped = ego_warped_frames(frame, timeline, plan.key_time(last),
+                                   [plan.key_time(j) for j in chunk.new_keys], s.walls_m)
+        known = [i for i, f in enumerate(warped) if f is not None]
+        if known:
+            pixels = torch.stack([warped[i] for i in known], dim=1)  # type: ignore[misc]
+            latents = self.vae.encode_video(pixels.to(self.device, self.vae.vae.dtype), self.decode_chunk).float()
+            offset = len(chunk.context_keys)
+            for n, i in enumerate(known):
+                init[:, offset + i] = latents[:, n].to(init.device)
+        return init
+
+    def _ego_warp_between(self, seq: Tensor, idx: list[list[int]], starts: list[int], base: int, spacing_out: int,
+                          plan: RolloutPlan, timeline: Timeline, given: GivenFrames) -> Tensor | None:
+        """`interpolation_sampler.init_guess=ego_warp`: each in-between frame starts from its two keys, each
+        warped by the ego motion to the frame's time, blended by distance in pixels (motion-compensated, not
+        a cross-fade); None: the plain blend of the keys' latents (`context_init`)."""
+        stage = self.interpolation
+        assert stage is not None
+        s = stage.sampler or self.sampler
+        if s.init_guess != "ego_warp" or s.init_strength >= 1.0:
+            return None
+        f = INTERPOLATION_FACTOR
+        init = context_init(given)
+        frames = self.vae.decode_video(seq.to(self.device), self.decode_chunk)[0].float().clamp(-1, 1)
+
+        def time(output_frame: float) -> float:
+            return output_frame / plan.out_fps
+
+        guesses, where = [], []
+        for b, (g0, ix) in enumerate(zip(starts, idx)):
+            for i in range(len(ix) - 1):
+                ta, tb = time(base + spacing_out * f * ix[i]), time(base + spacing_out * f * ix[i + 1])
+                for r in range(1, f):
+                    t = time(base + spacing_out * (f * g0 + f * i + r))
+                    a = ego_warped_frames(frames[ix[i]][None], timeline, ta, [t], s.walls_m)[0]
+                    z = ego_warped_frames(frames[ix[i + 1]][None], timeline, tb, [t], s.walls_m)[0]
+                    if a is None or z is None:
+                        continue
+                    w = r / f if ix[i + 1] != ix[i] else 0.0
+                    guesses.append((1.0 - w) * a + w * z)
+                    where.append((b, f * i + r))
+        if guesses:
+            pixels = torch.cat(guesses)[None].clamp(-1, 1)
+            latents = self.vae.encode_video(pixels.to(self.device, self.vae.vae.dtype), self.decode_chunk).float()[0]
+            for n, (b, q) in enumerate(where):
+                init[b, q] = latents[n].to(init.device)
+        return init
 
     def _given(self, latents: list[Tensor], frames: int, positions: list[int]) -> GivenFrames:
         """Given latents at `positions` (consecutive from each start) of a `frames`-long window."""
@@ -255,7 +326,8 @@ class Engine:
                 self._warned_pass = True
             cond.stage_id = torch.full((len(starts),), stage.stage_ids[min(p, len(stage.stage_ids) - 1)],
                                        dtype=torch.long, device=self.device)
-        out = self._sample(stage, cond, stage.frames, scene, gen, given, batch=len(starts))
+        init = self._ego_warp_between(seq, idx, starts, base, spacing_out, plan, timeline, given)
+        out = self._sample(stage, cond, stage.frames, scene, gen, given, batch=len(starts), init=init)
         parts = [seq[:, :1]] + [out[b:b + 1, 1:f * min(per_call, n - g0) + 1] for b, g0 in enumerate(starts)]
         return torch.cat(parts, dim=1)
 

@@ -100,7 +100,9 @@ def sampler_settings(sampler: Any) -> SamplerSettings:
         timestep_spacing=sampler.timestep_spacing, guidance={k: float(v) for k, v in dict(sampler.guidance).items()},
         guidance_mode=str(sampler.guidance_mode), max_batch=int(sampler.max_batch),
         init_strength=float(sampler.get("init_strength", 1.0)),
-        noise_correlation=float(sampler.get("noise_correlation", 0.0)))
+        noise_correlation=float(sampler.get("noise_correlation", 0.0)),
+        init_guess=str(sampler.get("init_guess", "given")),
+        walls_m=None if sampler.get("walls_m") is None else float(sampler.walls_m))
 
 
 def load_cascade(checkpoint: str | None, interpolation: str | None, sampler: Any, *, passes: int = 1,

@@ -1,0 +1,94 @@
+"""How good a guess of the next key frames is the last key warped by the ego motion (`sampler.init_guess=ego_warp`)?
+
+On replayed synthetic scenes (a `synth` world folder, e.g. the demo's `out/synth`), every key frame at the
+prediction export's key rate is encoded by the cascade's autoencoder; for each key and each look-ahead of
+1..k keys the benchmark compares the true later key's latent with (a) a copy of the key (what the sampler's
+"given" guess is for frames after the context) and (b) the key decoded, warped by the timeline's ego motion
+over the ground plane (and side walls at each `--walls` distance) and encoded again, as generation does it.
+Lower latent MSE = a better SDEdit start.
+
+    python benchmarks/bench_ego_warp.py --synth outputs/demo/synth --scene synth-0000 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+log = logging.getLogger("bench_ego_warp")
+
+
+@torch.no_grad()
+def measure(cascade: Path, synth: Path, scene: str, seconds: float, ahead: int, walls: list[float | None]) -> dict[str, Any]:
+    from drivesim.config import compose_command
+    from drivesim.pipelines.ego_warp import ego_motion, source_grid, warp
+    from drivesim.pipelines.run import cascade_from_config, prepare
+    from drivesim.pipelines.scene_clips import clip_times, data_config, load_scene_clip
+
+    cfg = compose_command("generate", [f"checkpoint={cascade / 'prediction'}", "scenario=replay",
+                                       "scenario.replay.data=synthetic", f"scenario.replay.root={synth}",
+                                       f"scenario.replay.scene={scene}", "scenario.replay.context_frames=1",
+                                       "context_frames=2", f"seconds={seconds!r}"])
+    loaded = cascade_from_config(cfg)
+    replay_time = 1.0 / loaded.engine.out_fps  # the one context key at scene time 0
+    cfg.scenario.replay.time = replay_time
+    job = prepare(cfg, loaded)
+    timeline, engine = job.timeline, loaded.engine
+    data = data_config("synthetic", {"root": str(synth)}, "bench")
+    targets = clip_times(replay_time, 1, seconds, engine.fps, engine.out_fps)
+    clip = load_scene_clip(data, scene, targets, engine.fps, loaded.size, 1, "bench", with_boxes=False).clip
+    pixels = clip.frames.float().div(127.5).sub(1.0)[None]
+    latents = engine.vae.encode_video(pixels.to(engine.vae.vae.dtype)).float()[0]  # (K, C, h, w)
+    times = [float(t) - float(clip.source.timestamps[0]) - replay_time for t in clip.source.timestamps]
+    decoded = engine.vae.decode_video(latents[None].to(engine.vae.vae.dtype))[0].float().clamp(-1, 1)
+    size = (int(decoded.shape[-2]), int(decoded.shape[-1]))
+    rows: dict[str, list[list[float]]] = {"copy": [[] for _ in range(ahead)]}
+    for w in walls:
+        rows[f"warp_walls_{w}"] = [[] for _ in range(ahead)]
+    for i in range(len(times) - 1):
+        for k in range(1, ahead + 1):
+            if i + k >= len(times):
+                break
+            truth = latents[i + k]
+            rows["copy"][k - 1].append(float((latents[i] - truth).pow(2).mean()))
+            pose = ego_motion(timeline, times[i], times[i + k])  # scenario times
+            if pose is None:
+                continue
+            for w in walls:  # as generation does it: the key decoded, warped in pixels, encoded
+                frame = warp(decoded[i:i + 1], source_grid(timeline.camera, pose, size, w))
+                warped = engine.vae.encode_video(frame[None].to(engine.vae.vae.dtype)).float()[0, 0]
+                rows[f"warp_walls_{w}"][k - 1].append(float((warped - truth).pow(2).mean()))
+    summary = {name: [sum(v) / len(v) if v else None for v in per] for name, per in rows.items()}
+    return {"scene": scene, "keys": len(times), "key_fps": engine.fps, "latent_mse_by_keys_ahead": summary}
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cascade", type=Path, default=Path("drivesim/assets/demo_cascade"))
+    parser.add_argument("--synth", type=Path, required=True, help="a synthetic world folder (the demo's out/synth)")
+    parser.add_argument("--scene", default="synth-0000")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--ahead", type=int, default=6, help="look-ahead in keys (a prediction call's new keys)")
+    parser.add_argument("--walls", default="none,6,10", help="comma list of wall distances in m ('none': no walls)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "bench_ego_warp.json")
+    args = parser.parse_args()
+    walls = [None if w == "none" else float(w) for w in args.walls.split(",")]
+    result = measure(args.cascade, args.synth, args.scene, args.seconds, args.ahead, walls)
+    result["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    for name, values in result["latent_mse_by_keys_ahead"].items():
+        log.info("%-18s %s", name, " ".join("-" if v is None else f"{v:.4f}" for v in values))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    log.info("wrote %s", args.out)
+
+
+if __name__ == "__main__":
+    main()

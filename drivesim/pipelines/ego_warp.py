@@ -1,0 +1,101 @@
+"""A motion prior for the prediction model: the last given key warped by the commanded ego motion.
+
+Why: the tiny prediction model barely reads its context (README, sessions 7-10), so the keys it makes
+neither continue the scene nor move at the commanded speed (ego-speed MAE 5.6 m/s where the drive does
+7). Starting its sampler part-way down the schedule (SDEdit, `sampler.init_strength`) from the last key
+moved by the ego motion of the timeline gives each new key the drive's motion; the model repaints what
+a warp cannot know (what comes into view, the other agents' own motion).
+
+The scene geometry is the simplest one of a road: the ground plane, optionally a vertical wall on either
+side at `walls_m` (kerbside buildings and trees), everything else at infinity (it only turns with the
+ego). The warp maps each target pixel to its source in the last key's decoded frame through the camera of
+the timeline (what that frame did not see, below its bottom edge, repeats the border); the autoencoder
+encodes the warped frames.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from drivesim.scenario.camera import PinholeCamera
+from drivesim.scenario.timeline import Timeline
+
+INTEGRATION_STEP_S = 1.0 / 24.0  # constant-turn integration of speed and yaw rate between key times
+
+
+def ego_motion(timeline: Timeline, start: float, stop: float) -> np.ndarray | None:
+    """The ego pose at `stop` (before or after `start`) in the ego frame at `start` as (x, y, heading) (x forward, y left; radians),
+    integrating the timeline's speed and yaw rate at the midpoints of steps of ~1/24 s; None where either
+    value is unknown (NaN) in the interval."""
+    n = max(1, math.ceil(abs(stop - start) / INTEGRATION_STEP_S - 1e-9))  # stop < start: backwards
+    dt = (stop - start) / n
+    x = y = heading = 0.0
+    for i in range(n):
+        cond = timeline.at(start + (i + 0.5) * dt)
+        v, w = cond.ego_speed, cond.ego_yaw_rate
+        if math.isnan(v) or math.isnan(w):
+            return None
+        mid = heading + 0.5 * w * dt
+        x += v * math.cos(mid) * dt
+        y += v * math.sin(mid) * dt
+        heading += w * dt
+    return np.array([x, y, heading])
+
+
+def source_grid(camera: PinholeCamera, pose: np.ndarray, size: tuple[int, int],
+                walls_m: float | None = None) -> Tensor:
+    """The `grid_sample` grid (1, h, w, 2) that warps a latent of the frame seen at the ego origin to the
+    frame seen from `pose` (x, y, heading), over the ground plane (+ side walls), the rest at infinity."""
+    h, w = size
+    sx, sy = camera.width / w, camera.height / h
+    u = (np.arange(w) + 0.5) * sx  # cell centres in pixel coordinates of the camera's frame
+    v = (np.arange(h) + 0.5) * sy
+    uu, vv = np.meshgrid(u, v)
+    rays_cam = np.stack([uu, vv, np.ones_like(uu)], axis=-1) @ np.linalg.inv(camera.intrinsics).T
+    c, s = math.cos(pose[2]), math.sin(pose[2])
+    turn = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    cam_to_old = turn @ camera.cam_to_ego[:3, :3]  # new camera axes in the old ego frame
+    origin = turn @ camera.cam_to_ego[:3, 3] + np.array([pose[0], pose[1], 0.0])
+    dirs = rays_cam @ cam_to_old.T  # (h, w, 3) in the old ego frame
+    dist = np.full(dirs.shape[:2], np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        planes = [(2, 0.0)] + ([(1, walls_m), (1, -walls_m)] if walls_m else [])
+        for axis, level in planes:
+            t = (level - origin[axis]) / dirs[..., axis]
+            dist = np.where((t > 1e-6) & (t < dist), t, dist)
+    hit = np.isfinite(dist)
+    # Homogeneous points in the old ego frame: a hit is (point, 1), a ray that hits nothing its direction (d, 0).
+    points = np.where(hit[..., None], origin + dirs * np.where(hit, dist, 0.0)[..., None], dirs)
+    to_cam = np.linalg.inv(camera.cam_to_ego)
+    cam = points @ to_cam[:3, :3].T + hit[..., None] * to_cam[:3, 3]
+    depth = np.maximum(cam[..., 2], 1e-3)  # behind the old camera: pushed far out of frame, then the border
+    src = cam @ camera.intrinsics.T
+    px, py = src[..., 0] / depth, src[..., 1] / depth
+    grid = np.stack([2.0 * px / camera.width - 1.0, 2.0 * py / camera.height - 1.0], axis=-1)
+    return torch.from_numpy(np.clip(grid, -4.0, 4.0)).float()[None]
+
+
+def warp(image: Tensor, grid: Tensor) -> Tensor:
+    """`image` (N, C, H, W) resampled on `grid` (1, H, W, 2); outside the frame repeats the border."""
+    return F.grid_sample(image, grid.to(image.device, image.dtype).expand(image.shape[0], -1, -1, -1),
+                         mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def ego_warped_frames(frame: Tensor, timeline: Timeline, start: float, times: Sequence[float],
+                      walls_m: float | None = None) -> list[Tensor | None]:
+    """`frame` (1, 3, H, W), seen at scenario time `start`, warped to each of `times` (None: ego unknown).
+
+    Pixels, not latents: a stretched latent decodes to colour blotches (measured on the demo scene), a
+    stretched picture encodes to a latent of the autoencoder's own kind."""
+    size = (int(frame.shape[-2]), int(frame.shape[-1]))
+    out: list[Tensor | None] = []
+    for t in times:
+        pose = ego_motion(timeline, start, t)
+        out.append(None if pose is None else warp(frame, source_grid(timeline.camera, pose, size, walls_m)))
+    return out

@@ -1,0 +1,90 @@
+"""The ego-motion warp prior (`sampler.init_guess=ego_warp`): its geometry and its place in the sampler."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from drivesim.pipelines.ego_warp import ego_motion, ego_warped_frames, source_grid, warp
+from drivesim.scenario.camera import PinholeCamera
+from drivesim.scenario.timeline import FrameCondition
+
+CAMERA = PinholeCamera.mounted(256, 128, horizontal_fov_deg=70.0, mount_height_m=1.5)
+
+
+@dataclass
+class ConstantDrive:
+    """A timeline stand-in: constant speed and yaw rate (NaN after `known_until`)."""
+
+    speed: float
+    yaw_rate: float
+    known_until: float = math.inf
+    camera: PinholeCamera = CAMERA
+
+    def at(self, t: float) -> FrameCondition:
+        v = self.speed if t < self.known_until else math.nan
+        return FrameCondition(t, v, self.yaw_rate, ())
+
+
+def test_ego_motion_integrates_speed_and_yaw_rate() -> None:
+    x, y, heading = ego_motion(ConstantDrive(9.0, 0.0), 1.0, 1.5)  # type: ignore[arg-type, misc]
+    assert x == pytest.approx(4.5) and y == pytest.approx(0.0) and heading == 0.0
+    # A constant turn: a chord of the circle of radius v / w.
+    v, w, dt = 10.0, 0.5, 1.0
+    x, y, heading = ego_motion(ConstantDrive(v, w), 0.0, dt)  # type: ignore[arg-type, misc]
+    assert heading == pytest.approx(w * dt)
+    assert x == pytest.approx(v / w * math.sin(w * dt), rel=1e-3)
+    assert y == pytest.approx(v / w * (1 - math.cos(w * dt)), rel=1e-3)
+    back = ego_motion(ConstantDrive(v, w), dt, 0.0)  # type: ignore[arg-type]
+    assert back is not None and back[2] == pytest.approx(-w * dt)  # where the ego was, seen from where it is
+    assert back[0] == pytest.approx(-v / w * math.sin(w * dt), rel=1e-3)
+    assert back[1] == pytest.approx(v / w * (1 - math.cos(w * dt)), rel=1e-3)
+    assert ego_motion(ConstantDrive(9.0, 0.0, known_until=1.2), 1.0, 1.5) is None  # type: ignore[arg-type]
+
+
+def _pixels(grid: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """grid_sample coordinates (1, h, w, 2) -> source cell coordinates (h, w, 2) (x, y), centres at i + 0.5."""
+    h, w = size
+    g = grid[0].numpy()
+    return np.stack([(g[..., 0] + 1) * w / 2, (g[..., 1] + 1) * h / 2], axis=-1)
+
+
+def test_no_motion_is_the_identity() -> None:
+    size = (16, 32)
+    src = _pixels(source_grid(CAMERA, np.zeros(3), size, walls_m=8.0), size)
+    ys, xs = np.meshgrid(np.arange(16) + 0.5, np.arange(32) + 0.5, indexing="ij")
+    assert np.allclose(src[..., 0], xs, atol=1e-4) and np.allclose(src[..., 1], ys, atol=1e-4)
+    latent = torch.randn(1, 4, *size)
+    assert torch.allclose(warp(latent, source_grid(CAMERA, np.zeros(3), size)), latent, atol=1e-5)
+
+
+def test_forward_motion_brings_the_road_closer_and_turning_left_moves_the_view_right() -> None:
+    size = (16, 32)
+    src = _pixels(source_grid(CAMERA, np.array([3.0, 0.0, 0.0]), size), size)
+    horizon = size[0] / 2  # a level camera: the horizon crosses the image centre
+    below = src[-1, :, 1]  # the bottom row shows ground 3 m nearer than it was: it came from higher up
+    assert (below < size[0] - 0.5).all() and (below > horizon).all()
+    assert np.allclose(src[-1, :, 0] - 16, -(src[-1, ::-1, 0] - 16), atol=1e-4)  # symmetric left-right
+    assert np.allclose(src[: int(horizon), :, :], _pixels(source_grid(CAMERA, np.zeros(3), size), size)[: int(horizon)],
+                       atol=1e-3)  # the sky (at infinity) does not move when driving straight
+    turned = _pixels(source_grid(CAMERA, np.array([0.0, 0.0, math.radians(5)]), size), size)
+    assert (turned[..., 0] < np.arange(32) + 0.5).all()  # what is ahead now was to the left before
+
+
+def test_walls_move_with_the_ego_where_infinity_does_not() -> None:
+    size = (16, 32)
+    pose = np.array([3.0, 0.0, 0.0])
+    far = _pixels(source_grid(CAMERA, pose, size), size)
+    walls = _pixels(source_grid(CAMERA, pose, size, walls_m=4.0), size)
+    # Upper left and right corners see the walls: they came from nearer the image centre.
+    assert walls[0, 0, 0] > far[0, 0, 0] and walls[0, -1, 0] < far[0, -1, 0]
+
+
+def test_unknown_ego_motion_gives_no_warp() -> None:
+    frame = torch.rand(1, 3, 128, 256)
+    out = ego_warped_frames(frame, ConstantDrive(5.0, 0.0, known_until=0.5), 0.0, [0.25, 1.0])  # type: ignore[arg-type]
+    assert out[0] is not None and out[1] is None
