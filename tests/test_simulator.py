@@ -183,3 +183,30 @@ def test_example_policy_drives_and_writes_its_video(exports: dict[str, Path], tm
     lines = [json.loads(x) for x in (out / "actions.jsonl").read_text().splitlines()]
     assert len(lines) == 12 and lines[-1]["speed"] > lines[1]["speed"] > 0  # it accelerates from standstill
     assert "lead" in lines[-1]["boxes"]
+
+
+def test_ego_warp_prior_follows_the_policy_actions(exports: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """With `init_guess=ego_warp` the new keys start from the last key moved by the actions the policy gave:
+    standing still they all start from the same picture, driving each starts further along."""
+    import drivesim.pipelines.engine as engine
+
+    inits: list[torch.Tensor] = []
+    real_sample = engine.sample_video
+
+    def spy(denoiser, scheduler, noise, cond, steps, given=None, gen=None, init=None, strength=1.0):  # type: ignore[no-untyped-def]
+        if init is not None and given is not None:
+            inits.append(init[0, given.mask[0] == 0].clone())
+        return real_sample(denoiser, scheduler, noise, cond, steps, given, gen, init, strength)
+
+    monkeypatch.setattr(engine, "sample_video", spy)
+    sim = Simulator.from_pretrained(exports["temporal"], sampler={"steps": 2, "init_strength": 0.5,
+                                                                   "init_guess": "ego_warp"})
+    spread = {}
+    for speed in (0.0, 15.0):
+        inits.clear()
+        sim.reset(SCENARIO, seed=0)
+        n = sim.action_frames
+        sim.step(np.full(n, speed), np.zeros(n))
+        new = inits[-1]  # (new keys, C, h, w)
+        spread[speed] = float((new[1:] - new[:1]).abs().max())
+    assert spread[0.0] < 1e-5 < 1e-2 < spread[15.0]
