@@ -198,6 +198,9 @@ def main() -> None:
     size = tuple(int(v) for v in args.size.lower().split("x"))
     for name in args.configs.split(","):
         model_cfg = compose_command("train", [f"model={name}"]).model
+        if model_cfg.unet is None:  # model.unet=null: the architecture comes from pretrained weights
+            raise SystemExit(f"model={name}: the preset gives no model.unet fields; bench_unet builds random-weight "
+                             "UNets from them (pick a preset that sets them)")
         unet_cfg = dict(model_cfg.unet)
         latent = tuple(model_cfg.latent_size) if name in ("micro", "tiny") else size
         print(f"{name} at {latent[0]}x{latent[1]} latents, {args.frames} frames, {args.dtype}:", flush=True)
