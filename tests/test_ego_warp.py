@@ -25,9 +25,11 @@ class ConstantDrive:
     known_until: float = math.inf
     camera: PinholeCamera = CAMERA
 
+    def ego_at(self, t: float) -> tuple[float, float]:
+        return (self.speed if t < self.known_until else math.nan), self.yaw_rate
+
     def at(self, t: float) -> FrameCondition:
-        v = self.speed if t < self.known_until else math.nan
-        return FrameCondition(t, v, self.yaw_rate, ())
+        return FrameCondition(t, *self.ego_at(t), ())
 
 
 def test_ego_motion_integrates_speed_and_yaw_rate() -> None:
@@ -43,7 +45,9 @@ def test_ego_motion_integrates_speed_and_yaw_rate() -> None:
     assert back is not None and back[2] == pytest.approx(-w * dt)  # where the ego was, seen from where it is
     assert back[0] == pytest.approx(-v / w * math.sin(w * dt), rel=1e-3)
     assert back[1] == pytest.approx(v / w * (1 - math.cos(w * dt)), rel=1e-3)
-    assert ego_motion(ConstantDrive(9.0, 0.0, known_until=1.2), 1.0, 1.5) is None  # type: ignore[arg-type]
+    assert ego_motion(ConstantDrive(9.0, 0.0, known_until=1.2), 1.0, 1.5) is None
+    straight = ego_motion(ConstantDrive(9.0, math.nan), 0.0, 1.0)  # type: ignore[arg-type]
+    assert straight is not None and np.allclose(straight, [9.0, 0.0, 0.0])  # unknown yaw rate: straight on  # type: ignore[arg-type]
 
 
 def _pixels(grid: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
@@ -88,3 +92,55 @@ def test_unknown_ego_motion_gives_no_warp() -> None:
     frame = torch.rand(1, 3, 128, 256)
     out = ego_warped_frames(frame, ConstantDrive(5.0, 0.0, known_until=0.5), 0.0, [0.25, 1.0])  # type: ignore[arg-type]
     assert out[0] is not None and out[1] is None
+
+
+@pytest.mark.parametrize("pose", [(4.0, 0.5, 0.1), (-3.0, 0.0, 0.0), (1.0, -1.5, -0.2)])
+def test_a_ground_point_lands_where_the_old_camera_saw_it(pose: tuple[float, float, float]) -> None:
+    """Forward, backward and sideways: a ground point seen at a target cell is sampled where the old camera
+    projects it (a pitched camera; the pose's inverse maps the point back to the old ego frame)."""
+    camera = PinholeCamera.mounted(256, 128, horizontal_fov_deg=80.0, mount_height_m=1.6, pitch_deg=4.0)
+    size = (128, 256)  # full resolution: the warp bends little between two cell centres
+    grid = _pixels(source_grid(camera, np.array(pose), size), size)
+    x, y, heading = pose
+    c, s = math.cos(heading), math.sin(heading)
+    checked = 0
+    for gx, gy in [(6.0, 0.0), (9.0, 2.0), (12.0, -3.0)]:  # ground points in the new ego frame
+        old = np.array([[x + c * gx - s * gy, y + s * gx + c * gy, 0.0]])
+        new_pix = camera.project(np.array([[gx, gy, 0.0]]))[0] * (size[1] / 256)
+        fx, fy = new_pix[0] - 0.5, new_pix[1] - 0.5  # between cell centres: interpolate the grid bilinearly
+        col, row = int(np.floor(fx)), int(np.floor(fy))
+        if not (0 <= col < size[1] - 1 and size[0] // 2 < row < size[0] - 1) or camera.ego_to_camera(old)[0, 2] <= 0:
+            continue
+        ax, ay = fx - col, fy - row
+        at = ((1 - ax) * (1 - ay) * grid[row, col] + ax * (1 - ay) * grid[row, col + 1]
+              + (1 - ax) * ay * grid[row + 1, col] + ax * ay * grid[row + 1, col + 1])
+        want = camera.project(old)[0] * (size[1] / 256)
+        assert np.allclose(at, want, atol=0.15), (at, want)  # pixels; the map bends between centres
+        checked += 1
+    assert checked >= 2
+
+
+def test_ground_behind_the_old_camera_samples_its_bottom_edge_in_the_same_column() -> None:
+    size = (16, 32)
+    src = _pixels(source_grid(CAMERA, np.array([-8.0, 0.0, 0.0]), size), size)
+    bottom = src[-1]
+    assert (bottom[:, 1] > size[0]).all()  # below the frame: the border row
+    assert np.allclose(bottom[:, 0], np.arange(32) + 0.5)
+
+
+def test_bad_walls_are_one_line_naming_the_field() -> None:
+    from drivesim.pipelines.engine import SamplerSettings, SamplerSettingsError
+
+    engine = _engine_with(SamplerSettings(walls_m=-2.0))
+    with pytest.raises(SamplerSettingsError, match=r"^sampler\.walls_m must be > 0"):
+        engine.validate()
+
+
+def _engine_with(sampler: object) -> object:
+    from drivesim.pipelines.engine import Engine, StageModel
+
+    class _Unet:
+        in_channels = 4
+
+    return Engine(prediction=StageModel(_Unet(), 4), vae=None, schedule={"num_train_timesteps": 1000},  # type: ignore[arg-type]
+                  sampler=sampler, fps=3.0, latent_size=(16, 32))  # type: ignore[arg-type]

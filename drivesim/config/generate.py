@@ -36,9 +36,10 @@ class SamplerConfig:
     # Share of the initial noise common to the frames of one model call (each frame still N(0, 1)); 0: independent
     # frames as in training. The demo's interpolation uses it against flicker (measured in README).
     noise_correlation: float = 0.0
-    # The guess the new keys of a prediction call start from when init_strength < 1: "given" (the last given
-    # key) or "ego_warp" (that key warped by the timeline's ego motion over the ground plane, plus side walls
-    # at walls_m metres when set; drivesim/pipelines/ego_warp.py).
+    # The guess the frames to generate start from when init_strength < 1: "given" (prediction: the last given
+    # key; interpolation: the blend of the two keys' latents) or "ego_warp" (those keys warped by the
+    # timeline's ego motion over the ground plane, plus side walls at walls_m metres when set; in-between
+    # frames blend their two warped keys; drivesim/pipelines/ego_warp.py).
     init_guess: str = "given"
     walls_m: float | None = None
 

@@ -30,17 +30,18 @@ INTEGRATION_STEP_S = 1.0 / 24.0  # constant-turn integration of speed and yaw ra
 
 
 def ego_motion(timeline: Timeline, start: float, stop: float) -> np.ndarray | None:
-    """The ego pose at `stop` (before or after `start`) in the ego frame at `start` as (x, y, heading) (x forward, y left; radians),
-    integrating the timeline's speed and yaw rate at the midpoints of steps of ~1/24 s; None where either
-    value is unknown (NaN) in the interval."""
+    """The ego pose at `stop` (before or after `start`) in the ego frame at `start`, as (x, y, heading) (x
+    forward, y left; radians): the timeline's speed and yaw rate integrated at the midpoints of steps of
+    ~1/24 s. An unknown yaw rate where the speed is known counts as 0 (straight on); None where the speed
+    is unknown anywhere in the interval."""
     n = max(1, math.ceil(abs(stop - start) / INTEGRATION_STEP_S - 1e-9))  # stop < start: backwards
     dt = (stop - start) / n
     x = y = heading = 0.0
     for i in range(n):
-        cond = timeline.at(start + (i + 0.5) * dt)
-        v, w = cond.ego_speed, cond.ego_yaw_rate
-        if math.isnan(v) or math.isnan(w):
+        v, w = timeline.ego_at(start + (i + 0.5) * dt)
+        if math.isnan(v):
             return None
+        w = 0.0 if math.isnan(w) else w
         mid = heading + 0.5 * w * dt
         x += v * math.cos(mid) * dt
         y += v * math.sin(mid) * dt
@@ -50,8 +51,9 @@ def ego_motion(timeline: Timeline, start: float, stop: float) -> np.ndarray | No
 
 def source_grid(camera: PinholeCamera, pose: np.ndarray, size: tuple[int, int],
                 walls_m: float | None = None) -> Tensor:
-    """The `grid_sample` grid (1, h, w, 2) that warps a latent of the frame seen at the ego origin to the
-    frame seen from `pose` (x, y, heading), over the ground plane (+ side walls), the rest at infinity."""
+    """The `grid_sample` grid (1, h, w, 2) that warps an (h, w) picture of the camera's frame seen at the ego
+    origin to the frame seen from `pose` (x, y, heading), over the ground plane (+ side walls), the rest at
+    infinity (pixel centres at i + 0.5, `align_corners=False`)."""
     h, w = size
     sx, sy = camera.width / w, camera.height / h
     u = (np.arange(w) + 0.5) * sx  # cell centres in pixel coordinates of the camera's frame
@@ -74,9 +76,13 @@ def source_grid(camera: PinholeCamera, pose: np.ndarray, size: tuple[int, int],
     points = np.where(hit[..., None], origin + dirs * np.where(hit, dist, 0.0)[..., None], dirs)
     to_cam = np.linalg.inv(camera.cam_to_ego)
     cam = points @ to_cam[:3, :3].T + hit[..., None] * to_cam[:3, 3]
-    depth = np.maximum(cam[..., 2], 1e-3)  # behind the old camera: pushed far out of frame, then the border
+    ahead = cam[..., 2] > 1e-3
     src = cam @ camera.intrinsics.T
+    depth = np.where(ahead, cam[..., 2], 1.0)
     px, py = src[..., 0] / depth, src[..., 1] / depth
+    # Ground behind the old camera (a warp back in time, more than a few metres): the nearest thing that frame
+    # saw is its bottom edge, in the same column.
+    px, py = np.where(ahead, px, uu), np.where(ahead, py, 4.0 * camera.height)
     grid = np.stack([2.0 * px / camera.width - 1.0, 2.0 * py / camera.height - 1.0], axis=-1)
     return torch.from_numpy(np.clip(grid, -4.0, 4.0)).float()[None]
 

@@ -110,6 +110,7 @@ class Engine:
     device: str = "cpu"
     prediction_window: int | None = None  # frames of one prediction call; None: the export's clip length
     _warned_pass: bool = field(default=False, repr=False)
+    _warned_inert: bool = field(default=False, repr=False)
 
     @property
     def factor(self) -> int:
@@ -125,24 +126,30 @@ class Engine:
 
     def validate(self) -> None:
         """Fail early (before anything is written) on sampler settings the first chunk would reject."""
-        for s in [self.sampler] + [m.sampler for m in (self.prediction, self.image, self.interpolation)
-                                   if m is not None and m.sampler is not None]:
+        named = [("sampler", self.sampler)] + [("interpolation_sampler" if m is self.interpolation else "sampler", m.sampler)
+                                               for m in (self.prediction, self.image, self.interpolation)
+                                               if m is not None and m.sampler is not None]
+        for name, s in named:
             try:
                 make_scheduler(s.name, self.schedule, s.timestep_spacing, s.eta)
                 GuidancePlan.build(VideoCondition(), s.guidance, s.guidance_mode)
             except ValueError as exc:
-                raise SamplerSettingsError(str(exc)) from exc
+                raise SamplerSettingsError(str(exc).replace("sampler.", f"{name}.", 1)) from exc
             if s.steps < 1:
-                raise SamplerSettingsError(f"sampler.steps must be >= 1, got {s.steps}")
+                raise SamplerSettingsError(f"{name}.steps must be >= 1, got {s.steps}")
             if not 0.0 < s.init_strength <= 1.0:
-                raise SamplerSettingsError(f"sampler.init_strength must lie in (0, 1], got {s.init_strength}")
+                raise SamplerSettingsError(f"{name}.init_strength must lie in (0, 1], got {s.init_strength}")
             if not 0.0 <= s.noise_correlation < 1.0:
-                raise SamplerSettingsError(f"sampler.noise_correlation must lie in [0, 1), got {s.noise_correlation}")
+                raise SamplerSettingsError(f"{name}.noise_correlation must lie in [0, 1), got {s.noise_correlation}")
             if s.init_guess not in INIT_GUESSES:
-                raise SamplerSettingsError(f"sampler.init_guess must be one of {', '.join(INIT_GUESSES)}, "
+                raise SamplerSettingsError(f"{name}.init_guess must be one of {', '.join(INIT_GUESSES)}, "
                                            f"got {s.init_guess!r}")
             if s.walls_m is not None and not s.walls_m > 0.0:
-                raise SamplerSettingsError(f"sampler.walls_m must be > 0 (or null: no walls), got {s.walls_m}")
+                raise SamplerSettingsError(f"{name}.walls_m must be > 0 (or null: no walls), got {s.walls_m}")
+            if s.init_guess != "given" and s.init_strength >= 1.0 and not self._warned_inert:
+                log.warning("%s.init_guess=%s does nothing at init_strength=1 (sampling starts from pure noise)",
+                            name, s.init_guess)
+                self._warned_inert = True
         p = self.prediction
         if p.anchor_to_given and float((p.sampler or self.sampler).guidance.get("context", 1.0)) != 1.0:
             raise SamplerSettingsError("sampler.guidance.context: this prediction model denoises the difference to "
@@ -263,7 +270,9 @@ class Engine:
             return None
         f = INTERPOLATION_FACTOR
         init = context_init(given)
-        frames = self.vae.decode_video(seq.to(self.device), self.decode_chunk)[0].float().clamp(-1, 1)
+        # A temporal decoder would read keys far apart as consecutive frames: it decodes each key on its own.
+        chunk = 1 if self.vae.temporal_decoder is not None else self.decode_chunk
+        frames = self.vae.decode_video(seq.to(self.device), chunk)[0].float().clamp(-1, 1)
 
         def time(output_frame: float) -> float:
             return output_frame / plan.out_fps
@@ -272,13 +281,15 @@ class Engine:
         for b, (g0, ix) in enumerate(zip(starts, idx)):
             for i in range(len(ix) - 1):
                 ta, tb = time(base + spacing_out * f * ix[i]), time(base + spacing_out * f * ix[i + 1])
+                if ix[i + 1] == ix[i]:  # past the chunk's last key (dropped frames): the plain guess
+                    continue
                 for r in range(1, f):
                     t = time(base + spacing_out * (f * g0 + f * i + r))
                     a = ego_warped_frames(frames[ix[i]][None], timeline, ta, [t], s.walls_m)[0]
                     z = ego_warped_frames(frames[ix[i + 1]][None], timeline, tb, [t], s.walls_m)[0]
                     if a is None or z is None:
                         continue
-                    w = r / f if ix[i + 1] != ix[i] else 0.0
+                    w = r / f
                     guesses.append((1.0 - w) * a + w * z)
                     where.append((b, f * i + r))
         if guesses:

@@ -60,10 +60,16 @@ class Timeline:
             self._memo[key] = self._compute(float(t))
         return self._memo[key]
 
-    def _compute(self, t: float) -> FrameCondition:
+    def ego_at(self, t: float) -> tuple[float, float]:
+        """(speed, yaw rate) at `t` (NaN = unknown), without projecting any agent (`at` does both)."""
         s = self.scenario
         speed = float(s.speed.at(t)[0]) if s.speed is not None else math.nan
         yaw = float(s.yaw_rate.at(t)[0]) if s.yaw_rate is not None else math.nan
+        return speed, yaw
+
+    def _compute(self, t: float) -> FrameCondition:
+        s = self.scenario
+        speed, yaw = self.ego_at(t)
         boxes = []
         w, h = float(self.camera.width), float(self.camera.height)
         for index, agent in enumerate(s.agents):

@@ -158,3 +158,11 @@ class ClosedLoopTimeline(Timeline):
             cond = self.world.condition(i, self.ego.speed[k], self.ego.yaw_rate[k], self.ego.pose(k),
                                         self.waypoints.get(k))
         return FrameCondition(float(t), cond.ego_speed, cond.ego_yaw_rate, cond.boxes, cond.waypoints)
+
+    def ego_at(self, t: float) -> tuple[float, float]:
+        """The ego values `at(t)` gives, without the boxes."""
+        i = int(round(t * self.world.fps))
+        if i < 0 or not len(self.ego):
+            return self.before[0], self.before[1]
+        k = min(i, len(self.ego) - 1)
+        return float(self.ego.speed[k]), float(self.ego.yaw_rate[k])
