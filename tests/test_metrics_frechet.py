@@ -114,7 +114,9 @@ def test_distance_to_few_samples_is_the_full_distance(n: int, d: int) -> None:
     diff = samples.mean(0) - real.mu
     exact = (float(diff @ diff) + np.trace(real.sigma) + np.trace(np.cov(samples, rowvar=False))
              - 2 * _exact_trace_sqrt(real, samples))
-    assert fast == pytest.approx(exact, rel=1e-11)
+    # Round-off of the trace terms (~1e-16 of their sum, which cancels to the distance) and the BLAS's
+    # thread split move the last digits between machines: 1e-8 is still 1000x under the D x D route's error.
+    assert fast == pytest.approx(exact, rel=1e-8)
     assert full == pytest.approx(exact, rel=1e-5)
     assert abs(fast - exact) < abs(full - exact)
 
