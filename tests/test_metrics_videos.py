@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from drivesim.metrics.baselines import write_mp4
-from drivesim.metrics.videos import find_videos, load_video
+from drivesim.metrics.videos import EvalVideo, VideoSeq, find_videos, load_video
 
 
 def frames(t: int = 4, h: int = 64, w: int = 128) -> torch.Tensor:
@@ -125,3 +125,35 @@ def test_a_variable_rate_video_reports_its_mean_rate(tmp_path: Path) -> None:
     assert video.frames.shape[0] == 10 and video.fps == pytest.approx(9 / 0.7, rel=1e-3)
     write_video(tmp_path / "cfr.mp4", "h264", frames=12, fps=12.0)
     assert load_video(tmp_path / "cfr.mp4", (64, 96)).fps == pytest.approx(12.0, rel=1e-3)
+
+
+def _counting_seq(n: int, t: int, keep_bytes: int, skip: int | None = None) -> tuple[VideoSeq, list[int]]:
+    calls: list[int] = []
+
+    def loader(k: int) -> EvalVideo | None:
+        calls.append(k)
+        if k == skip:
+            return None
+        return EvalVideo(f"v{k}", torch.full((t, 3, 8, 16), k, dtype=torch.uint8), 12.0)
+
+    return VideoSeq([lambda k=k: loader(k) for k in range(n)], keep_bytes=keep_bytes), calls
+
+
+def test_a_second_pass_reads_kept_videos_without_loading_them_again() -> None:
+    seq, calls = _counting_seq(3, 5, keep_bytes=1 << 20, skip=1)
+    first = [v.name for v in seq]
+    second = [v.name for v in seq]
+    assert first == second == ["v0", "v2"]
+    assert calls == [0, 1, 2] and seq.loads == 3  # the skipped clip is remembered too
+    assert seq.frames_seen == {0: 5, 2: 5}
+
+
+def test_videos_past_the_budget_are_loaded_on_every_pass() -> None:
+    one = 5 * 3 * 8 * 16  # bytes of one video's frames
+    seq, calls = _counting_seq(3, 5, keep_bytes=2 * one)
+    for _ in range(3):
+        assert [int(v.frames[0, 0, 0, 0]) for v in seq] == [0, 1, 2]
+    assert calls == [0, 1, 2, 2, 2]
+    seq, calls = _counting_seq(2, 5, keep_bytes=0)
+    list(seq), list(seq)
+    assert calls == [0, 1, 0, 1]

@@ -214,29 +214,47 @@ def load_video(path: str | Path, size: tuple[int, int], fps: float | None = None
                      rate, conditions, {"path": str(path), "source_size": [h, w]})
 
 
-class VideoSeq:
-    """Videos loaded on demand, one at a time, so memory holds one video whatever their number.
+KEEP_BYTES = 2 << 30  # decoded frames a VideoSeq keeps between passes (a 60-s 128x256 drive is 70 MB)
 
-    `loaders[k]()` gives video k (or None for a clip the dataset skipped, left out). Iterating calls
-    each loader again (dataset clips are kept for the process by `drivesim.metrics.real.LoadedClips`);
+
+class VideoSeq:
+    """Videos loaded on demand, so memory stays bounded whatever their number.
+
+    `loaders[k]()` gives video k (or None for a clip the dataset skipped, left out). Each metric group
+    is a pass over the videos, and decoding a 60-s drive and parsing its conditions costs seconds: the
+    first pass keeps what fits in `keep_bytes` of frames (the rest is loaded again on every pass; 0 keeps
+    nothing). The metrics only read a video's tensors, never write them, so a kept video is shared.
     `frames_seen` counts what was read.
     """
 
-    def __init__(self, loaders: list[Callable[[], EvalVideo | None]]) -> None:
+    def __init__(self, loaders: list[Callable[[], EvalVideo | None]], keep_bytes: int = KEEP_BYTES) -> None:
         self.loaders = loaders
+        self.keep_bytes = int(keep_bytes)
         self.frames_seen: dict[int, int] = {}
         self.rates: set[float] = set()  # the frame rates of the videos read
+        self.loads = 0  # loader calls so far
+        self._kept: dict[int, EvalVideo | None] = {}
+        self._kept_bytes = 0
 
     def __len__(self) -> int:
         return len(self.loaders)
 
     def __iter__(self) -> Iterator[EvalVideo]:
         for k, load in enumerate(self.loaders):
-            video = load()
+            video = self._kept[k] if k in self._kept else self._load(k, load)
             if video is not None:
                 self.frames_seen[k] = int(video.frames.shape[0])
                 self.rates.add(round(float(video.fps), 4))
                 yield video
+
+    def _load(self, k: int, load: Callable[[], EvalVideo | None]) -> EvalVideo | None:
+        video = load()
+        self.loads += 1
+        size = 0 if video is None else video.frames.numel() * video.frames.element_size()
+        if self._kept_bytes + size <= self.keep_bytes:
+            self._kept[k] = video
+            self._kept_bytes += size
+        return video
 
     @staticmethod
     def of(videos: list[EvalVideo]) -> VideoSeq:
