@@ -4,7 +4,8 @@ On replayed synthetic scenes (a `synth` world folder, e.g. the demo's `out/synth
 prediction export's key rate is encoded by the cascade's autoencoder; for each key and each look-ahead of
 1..k keys the benchmark compares the true later key's latent with (a) a copy of the key (what the sampler's
 "given" guess is for frames after the context) and (b) the key decoded, warped by the timeline's ego motion
-over the ground plane (and side walls at each `--walls` distance) and encoded again, as generation does it.
+over the ground plane (and side walls at each `--walls` distance; "+boxes": the agents' boxes moved by their
+tracks too) and encoded again, as generation does it.
 Lower latent MSE = a better SDEdit start.
 
     python benchmarks/bench_ego_warp.py --synth outputs/demo/synth --scene synth-0000 --seconds 20
@@ -28,6 +29,7 @@ log = logging.getLogger("bench_ego_warp")
 @torch.no_grad()
 def measure(cascade: Path, synth: Path, scene: str, seconds: float, ahead: int, walls: list[float | None]) -> dict[str, Any]:
     from drivesim.config import compose_command
+    from drivesim.pipelines.box_warp import moving_boxes
     from drivesim.pipelines.ego_warp import ego_motion, source_grid, warp
     from drivesim.pipelines.run import cascade_from_config, prepare
     from drivesim.pipelines.scene_clips import clip_times, data_config, load_scene_clip
@@ -52,6 +54,8 @@ def measure(cascade: Path, synth: Path, scene: str, seconds: float, ahead: int, 
     rows: dict[str, list[list[float]]] = {"copy": [[] for _ in range(ahead)]}
     for w in walls:
         rows[f"warp_walls_{w}"] = [[] for _ in range(ahead)]
+        rows[f"warp_walls_{w}+boxes"] = [[] for _ in range(ahead)]
+        rows[f"warp_walls_{w}+boxes-occl"] = [[] for _ in range(ahead)]
     for i in range(len(times) - 1):
         for k in range(1, ahead + 1):
             if i + k >= len(times):
@@ -61,10 +65,13 @@ def measure(cascade: Path, synth: Path, scene: str, seconds: float, ahead: int, 
             pose = ego_motion(timeline, times[i], times[i + k])  # scenario times
             if pose is None:
                 continue
+            boxes = moving_boxes(timeline, times[i], times[i + k])
             for w in walls:  # as generation does it: the key decoded, warped in pixels, encoded
-                frame = warp(decoded[i:i + 1], source_grid(timeline.camera, pose, size, w))
-                warped = engine.vae.encode_video(frame[None].to(engine.vae.vae.dtype)).float()[0, 0]
-                rows[f"warp_walls_{w}"][k - 1].append(float((warped - truth).pow(2).mean()))
+                for name, moving, occl in ((f"warp_walls_{w}", [], True), (f"warp_walls_{w}+boxes", boxes, True),
+                                           (f"warp_walls_{w}+boxes-occl", boxes, False)):
+                    frame = warp(decoded[i:i + 1], source_grid(timeline.camera, pose, size, w, moving, occl))
+                    warped = engine.vae.encode_video(frame[None].to(engine.vae.vae.dtype)).float()[0, 0]
+                    rows[name][k - 1].append(float((warped - truth).pow(2).mean()))
     summary = {name: [sum(v) / len(v) if v else None for v in per] for name, per in rows.items()}
     return {"scene": scene, "keys": len(times), "key_fps": engine.fps, "latent_mse_by_keys_ahead": summary}
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from drivesim.metrics.drift import drift_record, slope, windows
-from drivesim.metrics.temporal import closeness, pooled, temporal_series
+from drivesim.metrics.temporal import closeness, pooled, temporal_series, temporal_series_many
 
 
 def texture(h: int = 160, w: int = 320, seed: int = 0) -> np.ndarray:
@@ -77,3 +77,15 @@ def test_drift_windows_and_slope() -> None:
     record = drift_record(times, values, 2.0)
     assert record["windows"][0]["n"] == 3 and record["slope_per_second"] == pytest.approx(0.25)
     assert slope(rows[:1]) is None
+
+
+def test_videos_in_parallel_score_as_one_by_one_in_order() -> None:
+    videos = [(panning(5, step), 12.0) for step in (1, 3)] + [(movers(6, seed), 24.0) for seed in (0, 1, 2)]
+    serial = [temporal_series(v, fps) for v, fps in videos]
+    parallel = temporal_series_many(iter(videos), workers=2)
+    assert len(parallel) == len(serial)
+    for a, b in zip(parallel, serial):
+        assert np.array_equal(a.times, b.times) and np.array_equal(a.warp_error, b.warp_error)
+        assert np.array_equal(a.flow_magnitude, b.flow_magnitude)
+    with pytest.raises(ValueError, match="uint8"):  # a bad video fails the call, it is not dropped
+        temporal_series_many([(panning(4, 1), 12.0), (torch.zeros(3, 3, 8, 8), 12.0)], workers=2)

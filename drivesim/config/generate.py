@@ -42,6 +42,9 @@ class SamplerConfig:
     # frames blend their two warped keys; drivesim/pipelines/ego_warp.py).
     init_guess: str = "given"
     walls_m: float | None = None
+    # ego_warp: the scenario's agents' 3D boxes are warped by their own tracks (each a solid moved rigidly; what
+    # a box hid in the picture becomes the road just before it) instead of lying on the ground plane.
+    warp_boxes: bool = False
 
 
 @dataclass

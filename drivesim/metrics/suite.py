@@ -211,12 +211,13 @@ def _finite(x: float) -> float | None:
 def _temporal(gen: VideoSeq, real: VideoSeq, opts: SuiteOptions, out: SuiteResult) -> None:
     import cv2
 
-    from drivesim.metrics.temporal import closeness, pooled, temporal_series
+    from drivesim.metrics.temporal import closeness, pooled, temporal_series_many
 
     p, start = opts.protocol, first_counted(opts.protocol)
-    gs = [temporal_series(v.frames[start:], v.fps) for v in gen if v.frames.shape[0] - start >= 2]
+    gs = temporal_series_many((v.frames[start:], v.fps) for v in gen if v.frames.shape[0] - start >= 2)
     rs = _real_side("temporal", opts, {"sha256": f"opencv-dis-medium/{cv2.__version__}"},
-                    lambda: [temporal_series(v.frames[start:], v.fps) for v in real if v.frames.shape[0] - start >= 2])
+                    lambda: temporal_series_many((v.frames[start:], v.fps) for v in real
+                                                 if v.frames.shape[0] - start >= 2))
     _need(bool(gs) and bool(rs), "temporal: needs at least 2 counted frames in a generated and a real video")
     gw, gf, n = pooled(gs)
     rw, rf, n_real = pooled(rs)

@@ -11,6 +11,9 @@ no error) scores badly but finitely.
 from __future__ import annotations
 
 import math
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -58,6 +61,23 @@ def temporal_series(frames: torch.Tensor, fps: float, start_time: float = 0.0) -
         mag.append(m)
     times = start_time + (np.arange(len(warp)) + 0.5) / fps
     return TemporalSeries(times, np.array(warp), np.array(mag))
+
+
+def temporal_series_many(videos: Iterable[tuple[torch.Tensor, float]], workers: int | None = None
+                         ) -> list[TemporalSeries]:
+    """`temporal_series` of each (frames, fps), in order, `workers` videos at a time (default: torch's thread
+    count): DIS runs one thread per call and releases the GIL, so videos in parallel use every core (a
+    60-s drive costs ~5 s on one); at most `workers` videos are held at once."""
+    workers = max(1, workers or torch.get_num_threads())
+    out: list[TemporalSeries] = []
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque[Future[TemporalSeries]] = deque()
+        for frames, fps in videos:
+            pending.append(pool.submit(temporal_series, frames, fps))
+            if len(pending) >= workers:
+                out.append(pending.popleft().result())
+        out.extend(f.result() for f in pending)
+    return out
 
 
 def closeness(generated: float, real: float, eps: float) -> float:

@@ -4,13 +4,14 @@ Why: the tiny prediction model barely reads its context (README, sessions 7-10),
 neither continue the scene nor move at the commanded speed (ego-speed MAE 5.6 m/s where the drive does
 7). Starting its sampler part-way down the schedule (SDEdit, `sampler.init_strength`) from the last key
 moved by the ego motion of the timeline gives each new key the drive's motion; the model repaints what
-a warp cannot know (what comes into view, the other agents' own motion).
+a warp cannot know (what comes into view).
 
 The scene geometry is the simplest one of a road: the ground plane, optionally a vertical wall on either
 side at `walls_m` (kerbside buildings and trees), everything else at infinity (it only turns with the
-ego). The warp maps each target pixel to its source in the last key's decoded frame through the camera of
-the timeline (what that frame did not see, below its bottom edge, repeats the border); the autoencoder
-encodes the warped frames.
+ego); with `boxes` (`sampler.warp_boxes`), the agents' 3D boxes of the scenario too, each moved by its own
+track (box_warp.py). The warp maps each target pixel to its source in the last key's decoded frame through
+the camera of the timeline (what that frame did not see, below its bottom edge, repeats the border); the
+autoencoder encodes the warped frames.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from drivesim.pipelines.box_warp import MovingBox, box_hits, moving_boxes, rotation, unoccluded
 from drivesim.scenario.camera import PinholeCamera
 from drivesim.scenario.timeline import Timeline
 
@@ -50,18 +52,18 @@ def ego_motion(timeline: Timeline, start: float, stop: float) -> np.ndarray | No
 
 
 def source_grid(camera: PinholeCamera, pose: np.ndarray, size: tuple[int, int],
-                walls_m: float | None = None) -> Tensor:
+                walls_m: float | None = None, boxes: Sequence[MovingBox] = (), occlusion: bool = True) -> Tensor:
     """The `grid_sample` grid (1, h, w, 2) that warps an (h, w) picture of the camera's frame seen at the ego
-    origin to the frame seen from `pose` (x, y, heading), over the ground plane (+ side walls), the rest at
-    infinity (pixel centres at i + 0.5, `align_corners=False`)."""
+    origin to the frame seen from `pose` (x, y, heading), over the ground plane (+ side walls, + the agents'
+    `boxes`, each moved by its own track; `occlusion`: road a box hid is taken from just before it), the
+    rest at infinity (pixel centres at i + 0.5, `align_corners=False`)."""
     h, w = size
     sx, sy = camera.width / w, camera.height / h
     u = (np.arange(w) + 0.5) * sx  # cell centres in pixel coordinates of the camera's frame
     v = (np.arange(h) + 0.5) * sy
     uu, vv = np.meshgrid(u, v)
     rays_cam = np.stack([uu, vv, np.ones_like(uu)], axis=-1) @ np.linalg.inv(camera.intrinsics).T
-    c, s = math.cos(pose[2]), math.sin(pose[2])
-    turn = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    turn = rotation(float(pose[2]))
     cam_to_old = turn @ camera.cam_to_ego[:3, :3]  # new camera axes in the old ego frame
     origin = turn @ camera.cam_to_ego[:3, 3] + np.array([pose[0], pose[1], 0.0])
     dirs = rays_cam @ cam_to_old.T  # (h, w, 3) in the old ego frame
@@ -71,20 +73,34 @@ def source_grid(camera: PinholeCamera, pose: np.ndarray, size: tuple[int, int],
         for axis, level in planes:
             t = (level - origin[axis]) / dirs[..., axis]
             dist = np.where((t > 1e-6) & (t < dist), t, dist)
-    hit = np.isfinite(dist)
+    owner, on_box = box_hits(camera, u, v, origin, dirs, dist, pose, boxes)
+    boxed = owner >= 0
+    hit = np.isfinite(dist) | boxed
     # Homogeneous points in the old ego frame: a hit is (point, 1), a ray that hits nothing its direction (d, 0).
-    points = np.where(hit[..., None], origin + dirs * np.where(hit, dist, 0.0)[..., None], dirs)
-    to_cam = np.linalg.inv(camera.cam_to_ego)
-    cam = points @ to_cam[:3, :3].T + hit[..., None] * to_cam[:3, 3]
-    ahead = cam[..., 2] > 1e-3
-    src = cam @ camera.intrinsics.T
-    depth = np.where(ahead, cam[..., 2], 1.0)
-    px, py = src[..., 0] / depth, src[..., 1] / depth
+    points = np.where(hit[..., None], origin + dirs * np.where(np.isfinite(dist), dist, 0.0)[..., None], dirs)
+    points = np.where(boxed[..., None], on_box, points)
+    px, py, ahead = _pixels_in_picture(camera, points, hit)
+    if boxes and occlusion:
+        seen = unoccluded(camera, points, np.stack([px, py], axis=-1), owner, boxes, hit & ahead)
+        if seen is not points:
+            px, py, ahead = _pixels_in_picture(camera, seen, hit)
     # Ground behind the old camera (a warp back in time, more than a few metres): the nearest thing that frame
     # saw is its bottom edge, in the same column.
     px, py = np.where(ahead, px, uu), np.where(ahead, py, 4.0 * camera.height)
     grid = np.stack([2.0 * px / camera.width - 1.0, 2.0 * py / camera.height - 1.0], axis=-1)
     return torch.from_numpy(np.clip(grid, -4.0, 4.0)).float()[None]
+
+
+def _pixels_in_picture(camera: PinholeCamera, points: np.ndarray, hit: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Homogeneous old-ego points (`hit`: a point, else a direction) -> the picture's pixels (x, y) and
+    whether they lie ahead of its camera."""
+    to_cam = np.linalg.inv(camera.cam_to_ego)
+    cam = points @ to_cam[:3, :3].T + hit[..., None] * to_cam[:3, 3]
+    ahead = cam[..., 2] > 1e-3
+    src = cam @ camera.intrinsics.T
+    depth = np.where(ahead, cam[..., 2], 1.0)
+    return src[..., 0] / depth, src[..., 1] / depth, ahead
 
 
 def warp(image: Tensor, grid: Tensor) -> Tensor:
@@ -94,7 +110,7 @@ def warp(image: Tensor, grid: Tensor) -> Tensor:
 
 
 def ego_warped_frames(frame: Tensor, timeline: Timeline, start: float, times: Sequence[float],
-                      walls_m: float | None = None) -> list[Tensor | None]:
+                      walls_m: float | None = None, boxes: bool = False) -> list[Tensor | None]:
     """`frame` (1, 3, H, W), seen at scenario time `start`, warped to each of `times` (None: ego unknown).
 
     Pixels, not latents: a stretched latent decodes to colour blotches (measured on the demo scene), a
@@ -103,5 +119,9 @@ def ego_warped_frames(frame: Tensor, timeline: Timeline, start: float, times: Se
     out: list[Tensor | None] = []
     for t in times:
         pose = ego_motion(timeline, start, t)
-        out.append(None if pose is None else warp(frame, source_grid(timeline.camera, pose, size, walls_m)))
+        if pose is None:
+            out.append(None)
+            continue
+        moving = moving_boxes(timeline, start, t) if boxes else []
+        out.append(warp(frame, source_grid(timeline.camera, pose, size, walls_m, moving)))
     return out

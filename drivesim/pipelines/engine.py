@@ -75,6 +75,7 @@ class SamplerSettings:
     noise_correlation: float = 0.0  # share of the initial noise common to a call's frames (frame_correlated_noise)
     init_guess: str = "given"  # the SDEdit start of new keys: "given" (context_init) | "ego_warp" (ego_warp.py)
     walls_m: float | None = None  # ego_warp: side walls at this lateral distance (None: ground plane only)
+    warp_boxes: bool = False  # ego_warp: the agents' boxes move with their tracks (else they lie on the ground)
 
 
 class SamplerSettingsError(GenerateError):
@@ -248,7 +249,7 @@ class Engine:
         last = chunk.context_keys[-1]
         frame = self.vae.decode_video(keys[last][:, None].to(self.device), 1)[:, 0].float().clamp(-1, 1)
         warped = ego_warped_frames(frame, timeline, plan.key_time(last),
-                                   [plan.key_time(j) for j in chunk.new_keys], s.walls_m)
+                                   [plan.key_time(j) for j in chunk.new_keys], s.walls_m, s.warp_boxes)
         known = [i for i, f in enumerate(warped) if f is not None]
         if known:
             pixels = torch.stack([warped[i] for i in known], dim=1)  # type: ignore[misc]
@@ -285,8 +286,8 @@ class Engine:
                     continue
                 for r in range(1, f):
                     t = time(base + spacing_out * (f * g0 + f * i + r))
-                    a = ego_warped_frames(frames[ix[i]][None], timeline, ta, [t], s.walls_m)[0]
-                    z = ego_warped_frames(frames[ix[i + 1]][None], timeline, tb, [t], s.walls_m)[0]
+                    a = ego_warped_frames(frames[ix[i]][None], timeline, ta, [t], s.walls_m, s.warp_boxes)[0]
+                    z = ego_warped_frames(frames[ix[i + 1]][None], timeline, tb, [t], s.walls_m, s.warp_boxes)[0]
                     if a is None or z is None:
                         continue
                     w = r / f

@@ -102,7 +102,8 @@ def sampler_settings(sampler: Any) -> SamplerSettings:
         init_strength=float(sampler.get("init_strength", 1.0)),
         noise_correlation=float(sampler.get("noise_correlation", 0.0)),
         init_guess=str(sampler.get("init_guess", "given")),
-        walls_m=None if sampler.get("walls_m") is None else float(sampler.walls_m))
+        walls_m=None if sampler.get("walls_m") is None else float(sampler.walls_m),
+        warp_boxes=bool(sampler.get("warp_boxes", False)))
 
 
 def load_cascade(checkpoint: str | None, interpolation: str | None, sampler: Any, *, passes: int = 1,
