@@ -223,6 +223,37 @@ def test_ego_warp_init_reaches_both_stages_and_is_checked(cascade: Path, tmp_pat
     assert len(err.splitlines()) == 1 and "sampler.init_guess must be one of given, ego_warp" in err
 
 
+def test_colour_anchor_reaches_the_prediction_calls_with_the_first_key(cascade: Path, tmp_path: Path,
+                                                                     no_metric_weights: None,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sampler.colour_anchor` corrects every warped guess of the prediction calls towards the first given
+    key, which the rollout keeps for it through every chunk."""
+    import drivesim.pipelines.engine as engine
+
+    strengths: list[float] = []
+    first_keys: list[int] = []
+    real_anchor, real_chunk = engine.anchor_colours, engine.Engine.run_chunk
+
+    def anchor_spy(frame, reference, strength):  # type: ignore[no-untyped-def]
+        strengths.append(strength)
+        return real_anchor(frame, reference, strength)
+
+    def chunk_spy(self, chunk, plan, timeline, scene, keys, seed):  # type: ignore[no-untyped-def]
+        first_keys.append(min(keys))
+        return real_chunk(self, chunk, plan, timeline, scene, keys, seed)
+
+    monkeypatch.setattr(engine, "anchor_colours", anchor_spy)
+    monkeypatch.setattr(engine.Engine, "run_chunk", chunk_spy)
+    args = ["demo", f"cascade={cascade}", "seconds=4", "sampler.steps=2", "interpolation_sampler.steps=2",
+            "metrics=[temporal]", "sampler.init_strength=0.5", "sampler.init_guess=ego_warp"]
+    assert main([*args, "sampler.colour_anchor=0.25", f"out={tmp_path / 'a'}"]) == 0
+    assert strengths and set(strengths) == {0.25}
+    assert len(first_keys) >= 2 and set(first_keys) == {first_keys[0]} and first_keys[0] < 0  # a given key
+    strengths.clear()
+    assert main([*args, "sampler.colour_anchor=0.0", f"out={tmp_path / 'b'}"]) == 0
+    assert not strengths
+
+
 def test_noise_correlation_reaches_its_stage_only_and_is_checked(cascade: Path, tmp_path: Path,
                                                                  no_metric_weights: None,
                                                                  monkeypatch: pytest.MonkeyPatch,

@@ -144,3 +144,37 @@ def _engine_with(sampler: object) -> object:
 
     return Engine(prediction=StageModel(_Unet(), 4), vae=None, schedule={"num_train_timesteps": 1000},  # type: ignore[arg-type]
                   sampler=sampler, fps=3.0, latent_size=(16, 32))  # type: ignore[arg-type]
+
+
+def test_colour_anchor_moves_each_channels_statistics_part_way_to_the_reference() -> None:
+    from drivesim.pipelines.ego_warp import anchor_colours
+
+    gen = torch.Generator().manual_seed(0)
+    frame = (torch.rand(2, 3, 16, 32, generator=gen) - 0.5) * 0.4 - 0.3  # dark, low contrast
+    reference = (torch.rand(1, 3, 16, 32, generator=gen) - 0.5) * 0.8 + 0.2
+    assert torch.allclose(anchor_colours(frame, reference, 0.0), frame, atol=1e-6)
+    full = anchor_colours(frame, reference, 1.0)
+    assert torch.allclose(full.mean(dim=(-2, -1)), reference.mean(dim=(-2, -1)).expand(2, -1), atol=1e-5)
+    assert torch.allclose(full.std(dim=(-2, -1)), reference.std(dim=(-2, -1)).expand(2, -1), atol=1e-5)
+    half = anchor_colours(frame, reference, 0.5).mean(dim=(-2, -1))
+    want = 0.5 * (frame.mean(dim=(-2, -1)) + reference.mean(dim=(-2, -1)))
+    assert torch.allclose(half, want, atol=1e-5)
+    # The pattern is kept: the result is an affine map of each channel (correlation 1 with the input).
+    a, b = frame[0, 1].flatten(), full[0, 1].flatten()
+    assert float(torch.corrcoef(torch.stack([a, b]))[0, 1]) > 0.9999
+
+
+def test_a_rollout_keeps_its_context_and_its_first_key() -> None:
+    from drivesim.pipelines.engine import keys_kept
+
+    keys = {j: torch.full((1,), float(j)) for j in range(-1, 9)}
+    assert sorted(keys_kept(keys, 2)) == [-1, 7, 8]
+    assert sorted(keys_kept({0: keys[0], 1: keys[1]}, 2)) == [0, 1]
+
+
+def test_bad_colour_anchor_is_one_line_naming_the_field() -> None:
+    from drivesim.pipelines.engine import SamplerSettings, SamplerSettingsError
+
+    engine = _engine_with(SamplerSettings(colour_anchor=1.5))
+    with pytest.raises(SamplerSettingsError, match=r"^sampler\.colour_anchor must lie in \[0, 1\]"):
+        engine.validate()

@@ -45,6 +45,11 @@ class SamplerConfig:
     # ego_warp: the scenario's agents' 3D boxes are warped by their own tracks (each a solid moved rigidly; what
     # a box hid in the picture becomes the road just before it) instead of lying on the ground plane.
     warp_boxes: bool = False
+    # ego_warp (prediction calls): pull each warped guess's per-channel mean and spread of colour this share of
+    # the way to the first key's (the first given frame): 0 off. The tiny model's half of each SDEdit step does
+    # not hold a scene's colours, so over a minute of keys a dusk drive turns to night and a rainy one to white;
+    # the synthetic world's lighting is constant over a drive (a drive into a tunnel is not: leave it at 0).
+    colour_anchor: float = 0.0
 
 
 @dataclass

@@ -109,6 +109,16 @@ def warp(image: Tensor, grid: Tensor) -> Tensor:
                          mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def anchor_colours(frame: Tensor, reference: Tensor, strength: float) -> Tensor:
+    """`frame` (N, 3, H, W) with each channel's mean and standard deviation moved `strength` of the way to
+    `reference`'s (1, 3, H, W): a global colour correction, nothing local."""
+    mean, std = frame.mean(dim=(-2, -1), keepdim=True), frame.std(dim=(-2, -1), keepdim=True)
+    ref_mean, ref_std = reference.mean(dim=(-2, -1), keepdim=True), reference.std(dim=(-2, -1), keepdim=True)
+    target_mean = mean + strength * (ref_mean - mean)
+    target_std = std + strength * (ref_std - std)
+    return ((frame - mean) / std.clamp_min(1e-4) * target_std + target_mean).clamp(-1.0, 1.0)
+
+
 def ego_warped_frames(frame: Tensor, timeline: Timeline, start: float, times: Sequence[float],
                       walls_m: float | None = None, boxes: bool = False) -> list[Tensor | None]:
     """`frame` (1, 3, H, W), seen at scenario time `start`, warped to each of `times` (None: ego unknown).

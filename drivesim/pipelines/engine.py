@@ -35,7 +35,7 @@ from drivesim.pipelines.conditions import (
     frame_condition,
     with_context,
 )
-from drivesim.pipelines.ego_warp import ego_warped_frames
+from drivesim.pipelines.ego_warp import anchor_colours, ego_warped_frames
 from drivesim.pipelines.errors import GenerateError
 from drivesim.pipelines.plan import Chunk, RolloutPlan
 from drivesim.scenario.timeline import Timeline
@@ -76,6 +76,7 @@ class SamplerSettings:
     init_guess: str = "given"  # the SDEdit start of new keys: "given" (context_init) | "ego_warp" (ego_warp.py)
     walls_m: float | None = None  # ego_warp: side walls at this lateral distance (None: ground plane only)
     warp_boxes: bool = False  # ego_warp: the agents' boxes move with their tracks (else they lie on the ground)
+    colour_anchor: float = 0.0  # ego_warp: share of the way each guess's colour statistics move to the first key's
 
 
 class SamplerSettingsError(GenerateError):
@@ -87,6 +88,13 @@ class ChunkResult:
     keys: dict[int, Tensor]  # the keys this chunk made, (1, C, h, w) each
     frames: np.ndarray  # uint8 (n, H, W, 3): the decoded output frames it finalises
     seconds: dict[str, float]
+
+
+def keys_kept(keys: Mapping[int, Tensor], context_frames: int) -> dict[int, Tensor]:
+    """What a rollout keeps of its keys after a chunk: the next chunk's context and the first key (the
+    reference of `sampler.colour_anchor`)."""
+    kept = sorted(set(sorted(keys)[-max(context_frames, 1):]) | {min(keys)})
+    return {j: keys[j] for j in kept}
 
 
 def chunk_generator(seed: int, chunk: int) -> torch.Generator:
@@ -145,6 +153,8 @@ class Engine:
             if s.init_guess not in INIT_GUESSES:
                 raise SamplerSettingsError(f"{name}.init_guess must be one of {', '.join(INIT_GUESSES)}, "
                                            f"got {s.init_guess!r}")
+            if not 0.0 <= s.colour_anchor <= 1.0:
+                raise SamplerSettingsError(f"{name}.colour_anchor must lie in [0, 1], got {s.colour_anchor}")
             if s.walls_m is not None and not s.walls_m > 0.0:
                 raise SamplerSettingsError(f"{name}.walls_m must be > 0 (or null: no walls), got {s.walls_m}")
             if s.init_guess != "given" and s.init_strength >= 1.0 and not self._warned_inert:
@@ -250,6 +260,9 @@ class Engine:
         frame = self.vae.decode_video(keys[last][:, None].to(self.device), 1)[:, 0].float().clamp(-1, 1)
         warped = ego_warped_frames(frame, timeline, plan.key_time(last),
                                    [plan.key_time(j) for j in chunk.new_keys], s.walls_m, s.warp_boxes)
+        if s.colour_anchor > 0.0:  # the rollout keeps its first key for this (rollout.py)
+            first = self.vae.decode_video(keys[min(keys)][:, None].to(self.device), 1)[:, 0].float().clamp(-1, 1)
+            warped = [None if f is None else anchor_colours(f, first, s.colour_anchor) for f in warped]
         known = [i for i, f in enumerate(warped) if f is not None]
         if known:
             pixels = torch.stack([warped[i] for i in known], dim=1)  # type: ignore[misc]

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from drivesim.atomic import atomic_path
-from drivesim.pipelines.engine import Engine
+from drivesim.pipelines.engine import Engine, keys_kept
 from drivesim.pipelines.plan import RolloutPlan
 from drivesim.pipelines.provenance import provenance
 from drivesim.pipelines.store import RolloutState, RolloutStore
@@ -75,9 +75,8 @@ def rollout_to_folder(engine: Engine, timeline: Timeline, scene: Any, out: str |
         for chunk in chunks[state.next_chunk:]:
             result = engine.run_chunk(chunk, plan, timeline, scene, state.keys, seed)
             store.write_segment(chunk.index, chunk.outputs[0], result.frames)
-            keep = {**state.keys, **result.keys}
-            last = sorted(keep)[-max(engine.context_frames, 1):]
-            state = RolloutState(next_chunk=chunk.index + 1, keys={j: keep[j] for j in last},
+            state = RolloutState(next_chunk=chunk.index + 1,
+                                 keys=keys_kept({**state.keys, **result.keys}, engine.context_frames),
                                  seconds={k: state.seconds.get(k, 0.0) + result.seconds.get(k, 0.0)
                                           for k in set(state.seconds) | set(result.seconds)})
             store.save_state(state)

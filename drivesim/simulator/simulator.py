@@ -23,7 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 from drivesim.config.generate import SamplerConfig
 from drivesim.exports import ExportError
 from drivesim.pipelines.conditions import SceneInputs
-from drivesim.pipelines.engine import Engine
+from drivesim.pipelines.engine import Engine, keys_kept
 from drivesim.pipelines.loading import GenerateError, LoadedCascade, load_cascade
 from drivesim.pipelines.nuscenes_export import GeneratedFrame
 from drivesim.pipelines.plan import Chunk, RolloutPlan
@@ -257,8 +257,7 @@ class Simulator:
             for k in range(start, stop):
                 self._waypoints.pop(k, None)
             raise
-        keep = {**self._keys, **result.keys}
-        self._keys = {j: keep[j] for j in sorted(keep)[-max(self.engine.context_frames, 1):]}
+        self._keys = keys_kept({**self._keys, **result.keys}, self.engine.context_frames)
         self._next = chunk.index + 1
         return self._observation(start, result.frames)
 
