@@ -225,7 +225,8 @@ def test_ego_warp_init_reaches_both_stages_and_is_checked(cascade: Path, tmp_pat
 
 def test_colour_anchor_reaches_the_prediction_calls_with_the_first_key(cascade: Path, tmp_path: Path,
                                                                      no_metric_weights: None,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """`sampler.colour_anchor` corrects every warped guess of the prediction calls towards the first given
     key, which the rollout keeps for it through every chunk."""
     import drivesim.pipelines.engine as engine
@@ -252,6 +253,10 @@ def test_colour_anchor_reaches_the_prediction_calls_with_the_first_key(cascade: 
     strengths.clear()
     assert main([*args, "sampler.colour_anchor=0.0", f"out={tmp_path / 'b'}"]) == 0
     assert not strengths
+    capsys.readouterr()
+    assert main([*args, "interpolation_sampler.colour_anchor=0.5", f"out={tmp_path / 'c'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "interpolation_sampler.colour_anchor applies to the prediction" in err
 
 
 def test_noise_correlation_reaches_its_stage_only_and_is_checked(cascade: Path, tmp_path: Path,

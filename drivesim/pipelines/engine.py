@@ -155,11 +155,18 @@ class Engine:
                                            f"got {s.init_guess!r}")
             if not 0.0 <= s.colour_anchor <= 1.0:
                 raise SamplerSettingsError(f"{name}.colour_anchor must lie in [0, 1], got {s.colour_anchor}")
+            if name == "interpolation_sampler" and s.colour_anchor > 0.0:
+                raise SamplerSettingsError("interpolation_sampler.colour_anchor applies to the prediction calls only "
+                                           "(sampler.colour_anchor): the in-between frames blend anchored keys")
             if s.walls_m is not None and not s.walls_m > 0.0:
                 raise SamplerSettingsError(f"{name}.walls_m must be > 0 (or null: no walls), got {s.walls_m}")
             if s.init_guess != "given" and s.init_strength >= 1.0 and not self._warned_inert:
                 log.warning("%s.init_guess=%s does nothing at init_strength=1 (sampling starts from pure noise)",
                             name, s.init_guess)
+                self._warned_inert = True
+            if s.init_guess != "ego_warp" and (s.warp_boxes or s.colour_anchor > 0.0) and not self._warned_inert:
+                log.warning("%s.warp_boxes / %s.colour_anchor do nothing without %s.init_guess=ego_warp",
+                            name, name, name)
                 self._warned_inert = True
         p = self.prediction
         if p.anchor_to_given and float((p.sampler or self.sampler).guidance.get("context", 1.0)) != 1.0:
