@@ -53,6 +53,26 @@ def test_road_a_box_hid_is_taken_from_just_before_the_box() -> None:
     assert ghost[1] < front_bottom[1]  # without the occlusion test: the car's own pixels, a second copy
 
 
+def test_road_a_low_box_hid_through_its_top_is_taken_from_before_its_footprint() -> None:
+    # A 1-m box lower than the camera: the ray to the road at 40 m passes over its near face and enters
+    # through its top, ~13 m ahead, over the box's own footprint (10-14 m).
+    low = MovingBox((4.0, 2.0, 1.0), target=(12.0, 12.0, 0.0, 0.0), source=(12.0, 0.0, 0.0, 0.0))
+    seen = _source_of(source_grid(CAMERA, np.zeros(3), SIZE, boxes=[low]), (40.0, 0.0, 0.0))
+    near_bottom = CAMERA.project(np.array([[10.0, 0.0, 0.0]]))[0]
+    assert seen[1] > near_bottom[1] + 1.0  # road before the box, not the road under it (the box's picture)
+
+
+def test_sky_a_tall_box_hid_is_taken_from_above_the_box() -> None:
+    # A 3.5-m box drove off to the left; the sky just above the horizon was behind it in the picture.
+    tall = MovingBox((4.0, 2.0, 3.5), target=(12.0, 12.0, 0.0, 0.0), source=(12.0, 0.0, 0.0, 0.0))
+    sky = (1000.0, 0.0, 1.5 + 1000.0 * 0.06)
+    top = CAMERA.project(np.array([[10.0, 0.0, 3.5]]))[0]  # the box's outline: its near top edge
+    seen = _source_of(source_grid(CAMERA, np.zeros(3), SIZE, boxes=[tall]), sky)
+    ghost = _source_of(source_grid(CAMERA, np.zeros(3), SIZE, boxes=[tall], occlusion=False), sky)
+    assert seen[1] < top[1] - 1.0  # sky above the box
+    assert ghost[1] > top[1]  # without the occlusion test: the box's own pixels
+
+
 def _timeline() -> Timeline:
     def track(rows: list[list[float]]) -> Keys:
         values = np.array(rows)

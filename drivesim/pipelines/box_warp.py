@@ -19,6 +19,8 @@ from drivesim.scenario.camera import NEAR_PLANE_M, PinholeCamera, box_corners, p
 from drivesim.scenario.timeline import Timeline
 
 STEP_BACK_M = 0.5  # hidden road is taken this far before the box that hid it
+SKY_M = 1e4  # a ray that meets nothing is tested as a point this far away
+SKY_MARGIN_M = 0.3  # hidden sky is taken this far above the box that hid it
 
 
 @dataclass(frozen=True)
@@ -135,20 +137,25 @@ def box_hits(camera: PinholeCamera, u: np.ndarray, v: np.ndarray, origin: np.nda
     return owner, points
 
 
-def unoccluded(camera: PinholeCamera, points: np.ndarray, where: np.ndarray, owner: np.ndarray,
+def unoccluded(camera: PinholeCamera, points: np.ndarray, hit: np.ndarray, where: np.ndarray, owner: np.ndarray,
                boxes: Sequence[MovingBox], candidates: np.ndarray) -> np.ndarray:
-    """`points` (old ego frame; only the `candidates` are tested; `where`: their (x, y) pixels in the picture;
-    `owner`: the box each lies on, -1: none) that a box hides from the picture's camera, replaced by the
-    ground just before the nearest such box: what was behind it is unknown and the road before it the
-    likeliest match, so a box that moved away leaves road, not a copy of itself."""
+    """`points` (homogeneous, old ego frame: `hit` a point, else a direction to the sky; only the `candidates`
+    are tested; `where`: their (x, y) pixels in the picture; `owner`: the box each lies on, -1: none) that a
+    box hides from the picture's camera, replaced by what most likely looked the same: road by the ground
+    just before the nearest such box's footprint (a box lower than the camera hides road through its top
+    face: the road before its top face would still be under the box), sky by the sky just above the box.
+    What was behind a box is unknown, so a box that moved away leaves road and sky, not a copy of itself."""
     eye = camera.cam_to_ego[:3, 3]
     to_cam = np.linalg.inv(camera.cam_to_ego)
-    flat_points, flat_owner = points.reshape(-1, 3), owner.reshape(-1)
+    # Sky is tested as a point far away along its direction: the same slab test then covers both.
+    far = np.where(hit[..., None], points, eye + SKY_M * points)
+    flat_far, flat_owner = far.reshape(-1, 3), owner.reshape(-1)
     index = np.flatnonzero(candidates.reshape(-1))
     wx, wy = where[..., 0].reshape(-1)[index], where[..., 1].reshape(-1)[index]
     order = np.argsort(wy, kind="stable")  # candidates by row: a box's rows are one slice of them
     index, wx, wy = index[order], wx[order], wy[order]
     best = np.full(flat_owner.shape, np.inf)
+    hider = np.full(flat_owner.shape, -1)
     for b, box in enumerate(boxes):
         xyxy = _in_view(camera, to_cam, box.source, box.size)
         if xyxy is None:
@@ -158,18 +165,60 @@ def unoccluded(camera: PinholeCamera, points: np.ndarray, where: np.ndarray, own
         pick = pick[flat_owner[pick] != b]
         if not len(pick):
             continue
-        near, meets = _slab(eye, flat_points[pick] - eye, box.source, box.size)
+        near, meets = _slab(eye, flat_far[pick] - eye, box.source, box.size)
         hidden = meets & (near > 1e-6) & (near < 1.0 - 1e-3) & (near < best[pick])
         best[pick[hidden]] = near[hidden]
-    best = best.reshape(owner.shape)
-    hidden = np.isfinite(best)
-    if not hidden.any():
+        hider[pick[hidden]] = b
+    if not (hider >= 0).any():
         return points
-    dirs = points[hidden] - eye
-    ground = eye + dirs * best[hidden][:, None]
-    flat = dirs[:, :2] / np.maximum(np.linalg.norm(dirs[:, :2], axis=-1, keepdims=True), 1e-9)
-    ground[:, :2] -= STEP_BACK_M * flat
-    ground[:, 2] = 0.0
-    out = points.copy()
-    out[hidden] = ground
+    out = points.reshape(-1, 3).copy()
+    flat_hit = hit.reshape(-1)
+    for b in np.unique(hider[hider >= 0]):
+        box = boxes[int(b)]
+        mine = np.flatnonzero(hider == b)
+        road, sky = mine[flat_hit[mine]], mine[~flat_hit[mine]]
+        if len(road):
+            out[road] = _road_before(eye, flat_far[road], box)
+        if len(sky):
+            out[sky] = _sky_above(eye, flat_far[sky], box)
+    return out.reshape(points.shape)
+
+
+def _footprint_entry(eye: np.ndarray, points: np.ndarray, box: MovingBox) -> tuple[np.ndarray, np.ndarray]:
+    """Where the ground tracks of the rays eye -> `points` enter and leave the box's footprint (x-y), as
+    shares of each ray's horizontal run (entry clipped at 0: an eye above the footprint)."""
+    x, y, yaw, _ = box.source
+    run = points - eye
+    run[:, 2] = 0.0
+    local = run @ rotation(yaw)  # box axes
+    o = (eye - np.array([x, y, 0.0])) @ rotation(yaw)
+    half = np.array([box.size[0] / 2, box.size[1] / 2])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1, t2 = (-half - o[:2]) / local[:, :2], (half - o[:2]) / local[:, :2]
+        enter = np.nanmax(np.minimum(t1, t2), axis=-1)
+        leave = np.nanmin(np.maximum(t1, t2), axis=-1)
+    return np.clip(np.nan_to_num(enter, nan=0.0), 0.0, None), leave
+
+
+def _road_before(eye: np.ndarray, points: np.ndarray, box: MovingBox) -> np.ndarray:
+    """Ground points STEP_BACK_M before the box's footprint on the ground tracks of the rays to `points`."""
+    enter, _ = _footprint_entry(eye, points, box)
+    run = points[:, :2] - eye[:2]
+    length = np.maximum(np.linalg.norm(run, axis=-1), 1e-9)
+    reach = np.maximum(enter * length - STEP_BACK_M, 0.0)
+    ground = np.zeros_like(points)
+    ground[:, :2] = eye[:2] + run / length[:, None] * reach[:, None]
+    return ground
+
+
+def _sky_above(eye: np.ndarray, points: np.ndarray, box: MovingBox) -> np.ndarray:
+    """Directions to the sky just above the box, in the same azimuth as the hidden sky `points`: over its top
+    edge where the ray enters its footprint (a box that hides sky is taller than the camera, so its near top
+    edge is its outline), plus a margin."""
+    enter, _ = _footprint_entry(eye, points, box)
+    run = points[:, :2] - eye[:2]
+    length = np.maximum(np.linalg.norm(run, axis=-1), 1e-9)
+    out = np.empty_like(points)
+    out[:, :2] = run / length[:, None] * np.maximum(enter * length, 1e-3)[:, None]
+    out[:, 2] = box.source[3] + box.size[2] + SKY_MARGIN_M - eye[2]
     return out

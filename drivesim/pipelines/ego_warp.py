@@ -81,7 +81,7 @@ def source_grid(camera: PinholeCamera, pose: np.ndarray, size: tuple[int, int],
     points = np.where(boxed[..., None], on_box, points)
     px, py, ahead = _pixels_in_picture(camera, points, hit)
     if boxes and occlusion:
-        seen = unoccluded(camera, points, np.stack([px, py], axis=-1), owner, boxes, hit & ahead)
+        seen = unoccluded(camera, points, hit, np.stack([px, py], axis=-1), owner, boxes, ahead)
         if seen is not points:
             px, py, ahead = _pixels_in_picture(camera, seen, hit)
     # Ground behind the old camera (a warp back in time, more than a few metres): the nearest thing that frame
