@@ -130,7 +130,7 @@ def _autoencoder(job: Any, frames: torch.Tensor) -> torch.Tensor:
     vae = job.cascade.engine.vae
     parts = []
     for s in range(0, frames.shape[0], CHUNK):
-        x = frames[s:s + CHUNK].float().div(127.5).sub(1.0)[None]
+        x = frames[s:s + CHUNK].float().div(127.5).sub(1.0)[None].to(vae.vae.dtype)  # the cascade's precision
         y = vae.decode_video(vae.encode_video(x), CHUNK)[0]
         parts.append(((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))
     return torch.cat(parts)
@@ -142,7 +142,7 @@ def _image_model(job: Any, cfg: Any, n: int, fps: float, seed: int) -> Iterator[
     from drivesim.diffusion.cfg import GuidedDenoiser
     from drivesim.diffusion.sampling import make_scheduler, sample_video
     from drivesim.pipelines.conditions import frame_condition
-    from drivesim.pipelines.engine import chunk_generator
+    from drivesim.pipelines.engine import chunk_generator, in_model_dtype
     from drivesim.pipelines.loading import sampler_settings
 
     engine, scene = job.cascade.engine, job.scene
@@ -157,7 +157,7 @@ def _image_model(job: Any, cfg: Any, n: int, fps: float, seed: int) -> Iterator[
         gen = chunk_generator(seed, c)
         noise = torch.randn(1, len(times), engine.latent_channels, h, w, generator=gen)
         scheduler = make_scheduler(s.name, engine.schedule, s.timestep_spacing, s.eta)
-        denoiser = GuidedDenoiser(stage.unet, s.guidance, s.guidance_mode, scene.null_text, s.max_batch)
+        denoiser = GuidedDenoiser(in_model_dtype(stage.unet), s.guidance, s.guidance_mode, scene.null_text, s.max_batch)
         latents = sample_video(denoiser, scheduler, noise, cond, s.steps, None, gen)
         video = engine.vae.decode_video(latents, CHUNK)[0]
         yield ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
@@ -328,8 +328,9 @@ def method_stamps(settings: BenchSettings, cfg: Any, plan: CascadePlan) -> dict[
               "start": plan.start_time(int(cfg.context_frames)), "context_frames": int(cfg.context_frames),
               "floor_seed_offset": FLOOR_SEED_OFFSET}
     ids = cascade_identity(plan)
-    autoencoder = {**drives, "autoencoder": ids.get("autoencoder", ids["temporal"]), "chunk": CHUNK}
     demo = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+    autoencoder = {**drives, "autoencoder": ids.get("autoencoder", ids["temporal"]), "chunk": CHUNK,
+                   **({"precision": demo["precision"]} if demo.get("precision", "fp32") != "fp32" else {})}
     image = {**autoencoder, "image": ids.get("image"), "sampler": image_sampler_stamp(demo["sampler"]),
              "schedule": plan.stages["temporal"].scheduler_config(), "seed": demo["seed"],
              "precision": demo.get("precision"), "device": demo.get("device")}

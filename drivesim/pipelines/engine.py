@@ -225,7 +225,7 @@ class Engine:
         noise = torch.randn(batch, frames, self.latent_channels, h, w, generator=gen)
         noise = frame_correlated_noise(noise, s.noise_correlation, gen).to(self.device)
         scheduler = make_scheduler(s.name, self.schedule, s.timestep_spacing, s.eta)
-        denoiser = GuidedDenoiser(_in_model_dtype(stage.unet), s.guidance, s.guidance_mode, scene.null_text, s.max_batch)
+        denoiser = GuidedDenoiser(in_model_dtype(stage.unet), s.guidance, s.guidance_mode, scene.null_text, s.max_batch)
         if init is None and given is not None and s.init_strength < 1.0:
             init = context_init(given)
         return sample_video(denoiser, scheduler, noise, cond, s.steps, given, gen, init, s.init_strength)
@@ -371,7 +371,7 @@ class Engine:
         return pixels.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def _in_model_dtype(unet: VideoUNet) -> Callable[[Tensor, Tensor, VideoCondition], Tensor]:
+def in_model_dtype(unet: VideoUNet) -> Callable[[Tensor, Tensor, VideoCondition], Tensor]:
     """The UNet called in its own dtype; the sampler's maths stays float32."""
     def model(x: Tensor, t: Tensor, cond: VideoCondition) -> Tensor:
         dtype = unet.dtype

@@ -26,7 +26,7 @@ from drivesim.atomic import atomic_write_text
 from drivesim.diffusion.sampling import GivenFrames, make_scheduler, sample_video
 from drivesim.models import VideoUNet
 from drivesim.models.vae import VideoVAE
-from drivesim.pipelines.engine import SamplerSettings, _in_model_dtype, chunk_generator
+from drivesim.pipelines.engine import SamplerSettings, chunk_generator, in_model_dtype
 from drivesim.pipelines.errors import GenerateError
 from drivesim.pipelines.store import RolloutStore
 from drivesim.pipelines.writers import Mp4Writer
@@ -86,7 +86,7 @@ class Upsampler:
             mask[:, : given.shape[1]] = 1.0
             frames = GivenFrames(full, mask)
         scheduler = make_scheduler(self.sampler.name, self.schedule, self.sampler.timestep_spacing, self.sampler.eta)
-        return sample_video(_in_model_dtype(self.unet), scheduler, noise, cond, self.sampler.steps, frames, gen,
+        return sample_video(in_model_dtype(self.unet), scheduler, noise, cond, self.sampler.steps, frames, gen,
                             lowres, self.sampler.init_strength)
 
     def decode(self, latents: Tensor) -> np.ndarray:
