@@ -328,14 +328,17 @@ def method_stamps(settings: BenchSettings, cfg: Any, plan: CascadePlan) -> dict[
               "start": plan.start_time(int(cfg.context_frames)), "context_frames": int(cfg.context_frames),
               "floor_seed_offset": FLOOR_SEED_OFFSET}
     ids = cascade_identity(plan)
+    from drivesim.pipelines.loading import resolve_precision
+
     demo = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+    precision = resolve_precision(str(demo.get("precision", "fp32")), str(demo.get("device", "cpu")))
     autoencoder = {**drives, "autoencoder": ids.get("autoencoder", ids["temporal"]), "chunk": CHUNK,
-                   **({"precision": demo["precision"]} if demo.get("precision", "fp32") != "fp32" else {})}
+                   **({"precision": precision} if precision != "fp32" else {})}
     image = {**autoencoder, "image": ids.get("image"), "sampler": image_sampler_stamp(demo["sampler"]),
              "schedule": plan.stages["temporal"].scheduler_config(), "seed": demo["seed"],
-             "precision": demo.get("precision"), "device": demo.get("device")}
+             "precision": precision, "device": demo.get("device")}
     stamps = {"real": drives, "copy_last_frame": drives, "autoencoder": autoencoder, "image_model": image,
-              "cascade": {**drives, "cascade": ids, "demo": demo}}
+              "cascade": {**drives, "cascade": ids, "demo": demo, "precision": precision}}
     return {m: json.dumps(v, sort_keys=True, default=str) for m, v in stamps.items()}
 
 

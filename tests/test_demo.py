@@ -259,6 +259,32 @@ def test_colour_anchor_reaches_the_prediction_calls_with_the_first_key(cascade: 
     assert len(err.splitlines()) == 1 and "interpolation_sampler.colour_anchor applies to the prediction" in err
 
 
+def test_demo_in_bf16_runs_every_stage_in_bf16_close_to_fp32(cascade: Path, tmp_path: Path, no_metric_weights: None,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`precision=bf16` (the UNets and the autoencoder in bfloat16, the sampler's maths in float32) runs the
+    demo's whole path - warps, colour anchor, interpolation, decoding - and stays close to float32."""
+    import drivesim.pipelines.engine as engine
+
+    dtypes: set[torch.dtype] = set()
+    real_decode = engine.Engine._decode
+
+    def decode_spy(self, latents):  # type: ignore[no-untyped-def]
+        dtypes.update({self.vae.vae.dtype, self.prediction.unet.dtype})
+        return real_decode(self, latents)
+
+    monkeypatch.setattr(engine.Engine, "_decode", decode_spy)
+    args = ["demo", f"cascade={cascade}", "seconds=2", "sampler.steps=2", "interpolation_sampler.steps=2",
+            "metrics=[temporal]"]
+    assert main([*args, "precision=bf16", f"out={tmp_path / 'bf16'}"]) == 0
+    assert dtypes == {torch.bfloat16}
+    assert json.loads((tmp_path / "bf16" / "run.json").read_text())["config"]["precision"] == "bf16"
+    assert main([*args, "precision=fp32", f"out={tmp_path / 'fp32'}"]) == 0
+    half, full = (np.stack(_frames(tmp_path / name / "video.mp4")).astype(np.float32) for name in ("bf16", "fp32"))
+    assert half.shape == full.shape
+    difference = float(np.abs(half - full).mean())
+    assert 0.0 < difference < 8.0, difference  # not the same computation, but the same video
+
+
 def test_noise_correlation_reaches_its_stage_only_and_is_checked(cascade: Path, tmp_path: Path,
                                                                  no_metric_weights: None,
                                                                  monkeypatch: pytest.MonkeyPatch,

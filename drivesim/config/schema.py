@@ -45,7 +45,7 @@ class GenerateConfig:
     seed: int = 0
     seeds: list[int] | None = None  # several: one subfolder per seed
     device: str = "cpu"
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (the model; sampling maths stays fp32)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 | auto (bf16 where native; the models; sampling maths stays fp32)
     resume: bool = True
     context_frames: int = 2  # keys each prediction call conditions on
     # Frames of one prediction call, its context included; null: the export's clip length. Fewer new keys
@@ -103,6 +103,6 @@ class DemoConfig:
     allow_missing_interpolation: bool = True
     metrics: list[str] = field(default_factory=lambda: ["fid_synth", "fvd_synth", "layout", "temporal", "action"])
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "fp32"  # as generate's; the demo's conf/demo.yaml: auto
     decode_chunk: int = 8
     resume: bool = True

@@ -172,7 +172,7 @@ def _record(job: Job) -> dict[str, Any]:
     """What run.json adds about the models: the exports per stage, their windows and context noise levels."""
     engine = job.cascade.engine
     stages = {"prediction": engine.prediction, "image": engine.image, "interpolation": engine.interpolation}
-    return {"exports": job.cascade.stages, "scenario": job.scenario.name,
+    return {"exports": job.cascade.stages, "scenario": job.scenario.name, "precision": job.cascade.precision,
             "stages": {name: {"frames": s.frames, "context_noise_level": s.context_noise_level}
                        for name, s in stages.items() if s is not None},
             "prediction_window": engine.prediction_window or engine.prediction.frames}
