@@ -277,7 +277,8 @@ def test_demo_in_bf16_runs_every_stage_in_bf16_close_to_fp32(cascade: Path, tmp_
             "metrics=[temporal]"]
     assert main([*args, "precision=bf16", f"out={tmp_path / 'bf16'}"]) == 0
     assert dtypes == {torch.bfloat16}
-    assert json.loads((tmp_path / "bf16" / "run.json").read_text())["config"]["precision"] == "bf16"
+    run = json.loads((tmp_path / "bf16" / "run.json").read_text())
+    assert run["config"]["precision"] == "bf16" == run["precision"]
     assert main([*args, "precision=fp32", f"out={tmp_path / 'fp32'}"]) == 0
     half, full = (np.stack(_frames(tmp_path / name / "video.mp4")).astype(np.float32) for name in ("bf16", "fp32"))
     assert half.shape == full.shape

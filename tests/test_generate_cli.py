@@ -50,6 +50,7 @@ def test_generate_writes_the_outputs_and_prints_their_paths(cascade: dict[str, P
     assert run["fps"] == 12.0 and run["config"]["sampler"]["name"] == "euler" and run["seed"] == 3
     assert "interpolation" in run["stage_seconds"]
     assert run["torch_threads"] == torch.get_num_threads()  # CPU results depend on it: a rerun needs the same
+    assert run["precision"] == "fp32" == run["config"]["precision"]  # generate's default; `auto` is resolved here
 
 
 def test_prediction_window_is_used_and_recorded(cascade: dict[str, Path], tmp_path: Path) -> None:

@@ -140,7 +140,8 @@ def replay_drive(cfg: DictConfig, plan: CascadePlan, synth: Path, scene: str, ou
             "interpolation_sampler": itp_sampler if engine.interpolation is not None else None,
             "note": (f"no interpolation export: generated at the key rate {plan.key_fps:g} fps"
                      if "interpolation" in plan.missing else None), **(extra or {})}
-    record = {"exports": job.cascade.stages, "scenario": job.scenario.name, "demo": demo}
+    record = {"exports": job.cascade.stages, "scenario": job.scenario.name, "precision": job.cascade.precision,
+              "demo": demo}
     log.info("replaying %g s of %s at %g fps from %s", job.seconds, scene, engine.out_fps, plan.path)
     t0 = time.perf_counter()
     result = rollout_to_folder(engine, job.timeline, job.scene, folder, gen_seed, job.seconds, settings,
