@@ -269,7 +269,8 @@ def test_demo_in_bf16_runs_every_stage_in_bf16_close_to_fp32(cascade: Path, tmp_
     real_decode = engine.Engine._decode
 
     def decode_spy(self, latents):  # type: ignore[no-untyped-def]
-        dtypes.update({self.vae.vae.dtype, self.prediction.unet.dtype})
+        stages = (self.prediction, self.image, self.interpolation)
+        dtypes.update({self.vae.vae.dtype, *(stage.unet.dtype for stage in stages if stage is not None)})
         return real_decode(self, latents)
 
     monkeypatch.setattr(engine.Engine, "_decode", decode_spy)

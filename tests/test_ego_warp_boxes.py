@@ -54,10 +54,10 @@ def test_road_a_box_hid_is_taken_from_just_before_the_box() -> None:
 
 
 def test_road_a_low_box_hid_through_its_top_is_taken_from_before_its_footprint() -> None:
-    # A 1-m box lower than the camera: the ray to the road at 40 m passes over its near face and enters
-    # through its top, ~13 m ahead, over the box's own footprint (10-14 m).
+    # A 1-m box lower than the camera: the ray to the road at 30 m passes over its near face and enters
+    # through its top, ~11 m ahead, over the box's own footprint (10-14 m).
     low = MovingBox((4.0, 2.0, 1.0), target=(12.0, 12.0, 0.0, 0.0), source=(12.0, 0.0, 0.0, 0.0))
-    seen = _source_of(source_grid(CAMERA, np.zeros(3), SIZE, boxes=[low]), (40.0, 0.0, 0.0))
+    seen = _source_of(source_grid(CAMERA, np.zeros(3), SIZE, boxes=[low]), (30.0, 0.0, 0.0))
     near_bottom = CAMERA.project(np.array([[10.0, 0.0, 0.0]]))[0]
     assert seen[1] > near_bottom[1] + 1.0  # road before the box, not the road under it (the box's picture)
 

@@ -53,6 +53,25 @@ def test_generate_writes_the_outputs_and_prints_their_paths(cascade: dict[str, P
     assert run["precision"] == "fp32" == run["config"]["precision"]  # generate's default; `auto` is resolved here
 
 
+def test_auto_precision_is_resolved_in_the_resume_settings(cascade: dict[str, Path], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A rollout keeps the precision `auto` resolved to: resumed where `auto` means another precision, it is
+    refused (one line), never continued in a mix of the two."""
+    from drivesim.pipelines import loading
+
+    out = tmp_path / "auto"
+    monkeypatch.setattr(loading, "native_bf16", lambda device: False)
+    assert main(_args(cascade, out, "precision=auto", "seconds=1")) == 0
+    assert json.loads((out / ".rollout" / "config.json").read_text())["precision"] == "fp32"
+    assert json.loads((out / "run.json").read_text())["precision"] == "fp32"
+    monkeypatch.setattr(loading, "native_bf16", lambda device: True)
+    capsys.readouterr()
+    assert main(_args(cascade, out, "precision=auto", "seconds=1")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "precision" in err
+
+
 def test_prediction_window_is_used_and_recorded(cascade: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "window"
     assert main(_args(cascade, out, "prediction_window=3", "seconds=1")) == 0

@@ -23,3 +23,26 @@ def test_explicit_precisions_are_kept_and_others_refused() -> None:
         assert loading.resolve_precision(precision, "cpu") == precision
     with pytest.raises(GenerateError, match="precision=half: choose from fp32, bf16, fp16, auto"):
         loading.resolve_precision("half", "cpu")
+
+
+@pytest.mark.parametrize(("trainer", "cuda", "want"), [(None, True, "cpu"), ({"accelerator": "cpu"}, True, "cpu"),
+                                                       ({"accelerator": "gpu"}, False, "cuda"),
+                                                       ({"accelerator": "auto"}, True, "cuda"),
+                                                       ({"accelerator": "auto"}, False, "cpu")])
+def test_predict_decides_auto_for_the_trainer_device(monkeypatch: pytest.MonkeyPatch, trainer: dict | None,
+                                                     cuda: bool, want: str) -> None:
+    """`drivesim generate ... trainer=predict_gpus` loads the cascade on the CPU and Lightning moves it: `auto`
+    must be decided for the GPU it runs on, not for the host CPU."""
+    from omegaconf import OmegaConf
+
+    from drivesim.pipelines.predict import _trainer_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert _trainer_device(OmegaConf.create({"trainer": trainer})) == want
+
+
+def test_cuda_bf16_is_native_from_ampere_on_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for capability, native in (((7, 0), False), ((7, 5), False), ((8, 0), True), ((9, 0), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        assert loading.native_bf16("cuda:0") is native

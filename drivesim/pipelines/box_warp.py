@@ -3,7 +3,8 @@
 Why: over the ground plane alone an agent standing on the road is smeared along its rays into a long
 streak, and the streaks accumulated over a minute's rollout (session 18). With the scenario's 3D boxes each
 target pixel that sees an agent is sampled where that point of the agent was in the picture, and road that
-an agent hid in the picture is taken from just before the agent, not from the agent itself (a ghost).
+an agent hid in the picture is taken from just before the agent's footprint, and sky it hid from just above
+it, not from the agent itself (a ghost).
 Only boxes in view are tested, each on the pixels its 2D box covers: ~1 ms a box at 128x256.
 """
 
@@ -184,9 +185,9 @@ def unoccluded(camera: PinholeCamera, points: np.ndarray, hit: np.ndarray, where
     return out.reshape(points.shape)
 
 
-def _footprint_entry(eye: np.ndarray, points: np.ndarray, box: MovingBox) -> tuple[np.ndarray, np.ndarray]:
-    """Where the ground tracks of the rays eye -> `points` enter and leave the box's footprint (x-y), as
-    shares of each ray's horizontal run (entry clipped at 0: an eye above the footprint)."""
+def _footprint_entry(eye: np.ndarray, points: np.ndarray, box: MovingBox) -> np.ndarray:
+    """Where the ground tracks of the rays eye -> `points` enter the box's footprint (x-y), as shares of each
+    ray's horizontal run (clipped at 0: an eye above the footprint)."""
     x, y, yaw, _ = box.source
     run = points - eye
     run[:, 2] = 0.0
@@ -196,13 +197,12 @@ def _footprint_entry(eye: np.ndarray, points: np.ndarray, box: MovingBox) -> tup
     with np.errstate(divide="ignore", invalid="ignore"):
         t1, t2 = (-half - o[:2]) / local[:, :2], (half - o[:2]) / local[:, :2]
         enter = np.nanmax(np.minimum(t1, t2), axis=-1)
-        leave = np.nanmin(np.maximum(t1, t2), axis=-1)
-    return np.clip(np.nan_to_num(enter, nan=0.0), 0.0, None), leave
+    return np.clip(np.nan_to_num(enter, nan=0.0), 0.0, None)
 
 
 def _road_before(eye: np.ndarray, points: np.ndarray, box: MovingBox) -> np.ndarray:
     """Ground points STEP_BACK_M before the box's footprint on the ground tracks of the rays to `points`."""
-    enter, _ = _footprint_entry(eye, points, box)
+    enter = _footprint_entry(eye, points, box)
     run = points[:, :2] - eye[:2]
     length = np.maximum(np.linalg.norm(run, axis=-1), 1e-9)
     reach = np.maximum(enter * length - STEP_BACK_M, 0.0)
@@ -215,7 +215,7 @@ def _sky_above(eye: np.ndarray, points: np.ndarray, box: MovingBox) -> np.ndarra
     """Directions to the sky just above the box, in the same azimuth as the hidden sky `points`: over its top
     edge where the ray enters its footprint (a box that hides sky is taller than the camera, so its near top
     edge is its outline), plus a margin."""
-    enter, _ = _footprint_entry(eye, points, box)
+    enter = _footprint_entry(eye, points, box)
     run = points[:, :2] - eye[:2]
     length = np.maximum(np.linalg.norm(run, axis=-1), 1e-9)
     out = np.empty_like(points)

@@ -55,7 +55,8 @@ def source_grid(camera: PinholeCamera, pose: np.ndarray, size: tuple[int, int],
                 walls_m: float | None = None, boxes: Sequence[MovingBox] = (), occlusion: bool = True) -> Tensor:
     """The `grid_sample` grid (1, h, w, 2) that warps an (h, w) picture of the camera's frame seen at the ego
     origin to the frame seen from `pose` (x, y, heading), over the ground plane (+ side walls, + the agents'
-    `boxes`, each moved by its own track; `occlusion`: road a box hid is taken from just before it), the
+    `boxes`, each moved by its own track; `occlusion`: road a box hid is taken from just before it, sky from
+    just above it), the
     rest at infinity (pixel centres at i + 0.5, `align_corners=False`)."""
     h, w = size
     sx, sy = camera.width / w, camera.height / h

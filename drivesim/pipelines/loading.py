@@ -27,8 +27,8 @@ PRECISIONS = (*DTYPES, "auto")
 def native_bf16(device: str) -> bool:
     """Whether `device` computes bfloat16 natively: a CUDA GPU that says so, or a CPU with AVX512-BF16 or AMX
     (elsewhere PyTorch emulates it on the CPU, slower than float32)."""
-    if device.startswith("cuda"):
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.startswith("cuda"):  # Ampere (8.0) and later; is_bf16_supported() also counts emulation
+        return bool(torch.cuda.is_available() and torch.cuda.get_device_capability(torch.device(device)) >= (8, 0))
     probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     return any(bool(probe()) for probe in probes if probe is not None)
 

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from drivesim.atomic import atomic_write_text
 from drivesim.data.errors import DataError
 from drivesim.exports import ExportError
-from drivesim.pipelines.loading import GenerateError
+from drivesim.pipelines.loading import GenerateError, resolve_precision
 from drivesim.pipelines.nuscenes_export import scene_name
 from drivesim.pipelines.run import EXIT_USAGE, cascade_from_config, prepare, run_one
 from drivesim.pipelines.store import RunMismatchError
@@ -99,13 +99,22 @@ def item_config(cfg: DictConfig, item: PredictItem) -> DictConfig:
     return one
 
 
+def _trainer_device(cfg: DictConfig) -> str:
+    """The kind of device the predict trainer runs on: "cuda" for a GPU accelerator, else "cpu"."""
+    accelerator = str(cfg.trainer.accelerator) if cfg.trainer is not None else "cpu"
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return "cuda" if gpu else "cpu"
+
+
 class RolloutModule(L.LightningModule):
     """The cascade as a LightningModule (so Lightning places it on each process's device); one item per step."""
 
     def __init__(self, cfg: DictConfig, items: list[PredictItem]) -> None:
         super().__init__()
         self.cfg, self.items = cfg, items
-        self.cascade = cascade_from_config(cfg, device="cpu")  # Lightning moves it to the process's device
+        # Lightning moves the models to the process's device: `precision=auto` is decided for that device.
+        self.cascade = cascade_from_config(cfg, device="cpu",
+                                           precision=resolve_precision(str(cfg.precision), _trainer_device(cfg)))
         engine = self.cascade.engine
         engine.validate()
         stages = {"prediction": engine.prediction, "image": engine.image, "interpolation": engine.interpolation}

@@ -92,10 +92,11 @@ def _upsample_seconds(cfg: DictConfig) -> float | None:
     return CPU_SECONDS if str(cfg.device) == "cpu" else None
 
 
-def cascade_from_config(cfg: DictConfig, device: str | None = None) -> LoadedCascade:
-    """The exports a `generate` config names, loaded on `device` (default: `cfg.device`)."""
+def cascade_from_config(cfg: DictConfig, device: str | None = None, precision: str | None = None) -> LoadedCascade:
+    """The exports a `generate` config names, loaded on `device` (default: `cfg.device`) in `precision`
+    (default: `cfg.precision`)."""
     return load_cascade(cfg.checkpoint, cfg.interpolation, cfg.sampler, passes=int(cfg.interpolation_passes),
-                        device=str(device or cfg.device), precision=str(cfg.precision),
+                        device=str(device or cfg.device), precision=str(precision or cfg.precision),
                         context_frames=int(cfg.context_frames), decode_chunk=int(cfg.decode_chunk),
                         upsampler=cfg.upsampler, decoder=cfg.decoder, lora=cfg.lora,
                         prediction_window=cfg.get("prediction_window"))
@@ -154,6 +155,7 @@ def prepare(cfg: DictConfig, cascade: LoadedCascade | None = None) -> Job:
     assert isinstance(base, dict)
     identity: dict[str, Any] = {str(k): v for k, v in base.items() if k not in _NOT_IDENTITY}
     identity["seconds"] = seconds
+    identity["precision"] = cascade.precision  # `auto` resolved: a resume elsewhere must not mix precisions
     identity["camera"] = camera.to_json()
     runs: list[tuple[int, Path, dict[str, Any]]] = []
     for seed in seeds:
