@@ -25,8 +25,8 @@ PRECISIONS = (*DTYPES, "auto")
 
 
 def native_bf16(device: str) -> bool:
-    """Whether `device` computes bfloat16 natively: a CUDA GPU that says so, or a CPU with AVX512-BF16 or AMX
-    (elsewhere PyTorch emulates it on the CPU, slower than float32)."""
+    """Whether `device` computes bfloat16 natively: a CUDA GPU of compute capability 8.0 or later, or a CPU with
+    AVX512-BF16 or AMX (elsewhere PyTorch emulates it, slower than float32)."""
     if device.startswith("cuda"):  # Ampere (8.0) and later; is_bf16_supported() also counts emulation
         return bool(torch.cuda.is_available() and torch.cuda.get_device_capability(torch.device(device)) >= (8, 0))
     probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
@@ -34,8 +34,9 @@ def native_bf16(device: str) -> bool:
 
 
 def resolve_precision(precision: str, device: str) -> str:
-    """`precision=auto`: bf16 where `device` computes it natively (the demo's UNets and decoder run ~2x faster
-    on such a CPU; the sampler's maths stays float32), else fp32. Other values are kept as given."""
+    """`precision=auto`: bf16 where `device` computes it natively (on this project's AMX CPU the tiny UNet runs
+    1.9x faster and the demo generates in ~0.7x the time; the sampler's maths stays float32), else fp32.
+    Other values are kept as given."""
     if precision not in PRECISIONS:
         raise GenerateError(f"precision={precision}: choose from {', '.join(PRECISIONS)}")
     if precision != "auto":
