@@ -235,9 +235,9 @@ def test_colour_anchor_reaches_the_prediction_calls_with_the_first_key(cascade: 
     first_keys: list[int] = []
     real_anchor, real_chunk = engine.anchor_colours, engine.Engine.run_chunk
 
-    def anchor_spy(frame, reference, strength):  # type: ignore[no-untyped-def]
+    def anchor_spy(frame, reference, strength, bands=1):  # type: ignore[no-untyped-def]
         strengths.append(strength)
-        return real_anchor(frame, reference, strength)
+        return real_anchor(frame, reference, strength, bands)
 
     def chunk_spy(self, chunk, plan, timeline, scene, keys, seed):  # type: ignore[no-untyped-def]
         first_keys.append(min(keys))

@@ -178,3 +178,35 @@ def test_bad_colour_anchor_is_one_line_naming_the_field() -> None:
     engine = _engine_with(SamplerSettings(colour_anchor=1.5))
     with pytest.raises(SamplerSettingsError, match=r"^sampler\.colour_anchor must lie in \[0, 1\]"):
         engine.validate()
+
+
+def test_banded_colour_anchor_holds_each_band_to_the_same_band_of_the_reference() -> None:
+    from drivesim.pipelines.ego_warp import anchor_colours
+
+    gen = torch.Generator().manual_seed(1)
+    frame = torch.rand(1, 3, 16, 32, generator=gen) * 0.2 - 0.1  # one grey all over
+    reference = torch.cat([torch.full((1, 3, 8, 32), 0.4), torch.full((1, 3, 8, 32), -0.4)], dim=-2)
+    reference = reference + torch.rand(1, 3, 16, 32, generator=gen) * 0.1  # bright sky over dark road
+    banded = anchor_colours(frame, reference, 1.0, bands=2)
+    for rows in (slice(0, 8), slice(8, 16)):
+        assert torch.allclose(banded[..., rows, :].mean(dim=(-2, -1)), reference[..., rows, :].mean(dim=(-2, -1)),
+                              atol=1e-5)
+    # One global correction matches the whole frame's statistics but not the bands'.
+    plain = anchor_colours(frame, reference, 1.0)
+    assert torch.allclose(plain.mean(dim=(-2, -1)), reference.mean(dim=(-2, -1)), atol=1e-5)
+    top_error = (plain[..., :8, :].mean() - reference[..., :8, :].mean()).abs()
+    assert float(top_error) > 0.3
+    # Rows that do not divide evenly still cover the frame: 16 rows in 3 bands of 6 / 5 / 5.
+    assert anchor_colours(frame, reference, 1.0, bands=3).shape == frame.shape
+    with pytest.raises(ValueError, match=r"bands must lie in \[1, 16\]"):
+        anchor_colours(frame, reference, 1.0, bands=17)
+
+
+def test_bad_colour_anchor_bands_is_one_line_naming_the_field() -> None:
+    from drivesim.pipelines.engine import SamplerSettings, SamplerSettingsError
+
+    for bad in (0, 17):  # the test engine's latents are 16 rows
+        with pytest.raises(SamplerSettingsError, match=rf"^sampler\.colour_anchor_bands must lie in \[1, 16\] \(the "
+                                                       rf"latent rows\), got {bad}$"):
+            _engine_with(SamplerSettings(colour_anchor_bands=bad)).validate()
+    _engine_with(SamplerSettings(colour_anchor_bands=16)).validate()

@@ -50,6 +50,9 @@ class SamplerConfig:
     # not hold a scene's colours, so over a minute of keys a dusk drive turns to night and a rainy one to white;
     # the synthetic world's lighting is constant over a drive (a drive into a tunnel is not: leave it at 0).
     colour_anchor: float = 0.0
+    # colour_anchor in this many horizontal bands of rows, each held to the same band of the first key (1: one
+    # global correction; a dash-cam picture is sky over horizon over road).
+    colour_anchor_bands: int = 1
 
 
 @dataclass

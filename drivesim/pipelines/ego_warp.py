@@ -105,19 +105,28 @@ def _pixels_in_picture(camera: PinholeCamera, points: np.ndarray, hit: np.ndarra
 
 
 def warp(image: Tensor, grid: Tensor) -> Tensor:
-    """`image` (N, C, H, W) resampled on `grid` (1, H, W, 2); outside the frame repeats the border."""
+    """`image` (N, C, H, W) resampled on `grid` (1, H, W, 2); outside the frame repeats the border.
+    Bilinear: bicubic, against the bilinear blur compounding key after key, changed nothing measurable
+    (session 22, validation FVD-synth mean 84.1 vs 83.5)."""
     return F.grid_sample(image, grid.to(image.device, image.dtype).expand(image.shape[0], -1, -1, -1),
                          mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def anchor_colours(frame: Tensor, reference: Tensor, strength: float) -> Tensor:
+def anchor_colours(frame: Tensor, reference: Tensor, strength: float, bands: int = 1) -> Tensor:
     """`frame` (N, 3, H, W) with each channel's mean and standard deviation moved `strength` of the way to
-    `reference`'s (1, 3, H, W): a global colour correction, nothing local."""
-    mean, std = frame.mean(dim=(-2, -1), keepdim=True), frame.std(dim=(-2, -1), keepdim=True)
-    ref_mean, ref_std = reference.mean(dim=(-2, -1), keepdim=True), reference.std(dim=(-2, -1), keepdim=True)
-    target_mean = mean + strength * (ref_mean - mean)
-    target_std = std + strength * (ref_std - std)
-    return ((frame - mean) / std.clamp_min(1e-4) * target_std + target_mean).clamp(-1.0, 1.0)
+    `reference`'s (1, 3, H, W), in each of `bands` horizontal bands of rows on its own (a dash-cam picture is
+    sky over horizon over road: one global correction pulls the road towards the sky's statistics); nothing
+    more local than a band."""
+    if bands < 1 or bands > frame.shape[-2]:
+        raise ValueError(f"colour anchor bands must lie in [1, {frame.shape[-2]}] (the frame's rows), got {bands}")
+    out = []
+    for part, ref in zip(frame.tensor_split(bands, dim=-2), reference.tensor_split(bands, dim=-2)):
+        mean, std = part.mean(dim=(-2, -1), keepdim=True), part.std(dim=(-2, -1), keepdim=True)
+        ref_mean, ref_std = ref.mean(dim=(-2, -1), keepdim=True), ref.std(dim=(-2, -1), keepdim=True)
+        target_mean = mean + strength * (ref_mean - mean)
+        target_std = std + strength * (ref_std - std)
+        out.append((part - mean) / std.clamp_min(1e-4) * target_std + target_mean)
+    return torch.cat(out, dim=-2).clamp(-1.0, 1.0)
 
 
 def ego_warped_frames(frame: Tensor, timeline: Timeline, start: float, times: Sequence[float],

@@ -77,6 +77,7 @@ class SamplerSettings:
     walls_m: float | None = None  # ego_warp: side walls at this lateral distance (None: ground plane only)
     warp_boxes: bool = False  # ego_warp: the agents' boxes move with their tracks (else they lie on the ground)
     colour_anchor: float = 0.0  # ego_warp: share of the way each guess's colour statistics move to the first key's
+    colour_anchor_bands: int = 1  # colour_anchor per horizontal band of rows (1: global)
 
 
 class SamplerSettingsError(GenerateError):
@@ -158,6 +159,9 @@ class Engine:
             if name == "interpolation_sampler" and s.colour_anchor > 0.0:
                 raise SamplerSettingsError("interpolation_sampler.colour_anchor applies to the prediction calls only "
                                            "(sampler.colour_anchor): the in-between frames blend anchored keys")
+            if not 1 <= s.colour_anchor_bands <= self.latent_size[0]:  # finer bands than latent rows say nothing
+                raise SamplerSettingsError(f"{name}.colour_anchor_bands must lie in [1, {self.latent_size[0]}] (the "
+                                           f"latent rows), got {s.colour_anchor_bands}")
             if s.walls_m is not None and not s.walls_m > 0.0:
                 raise SamplerSettingsError(f"{name}.walls_m must be > 0 (or null: no walls), got {s.walls_m}")
             if s.init_guess != "given" and s.init_strength >= 1.0 and not self._warned_inert:
@@ -269,7 +273,8 @@ class Engine:
                                    [plan.key_time(j) for j in chunk.new_keys], s.walls_m, s.warp_boxes)
         if s.colour_anchor > 0.0:  # the rollout keeps its first key for this (rollout.py)
             first = self.vae.decode_video(keys[min(keys)][:, None].to(self.device), 1)[:, 0].float().clamp(-1, 1)
-            warped = [None if f is None else anchor_colours(f, first, s.colour_anchor) for f in warped]
+            warped = [None if f is None else anchor_colours(f, first, s.colour_anchor, s.colour_anchor_bands)
+                      for f in warped]
         known = [i for i, f in enumerate(warped) if f is not None]
         if known:
             pixels = torch.stack([warped[i] for i in known], dim=1)  # type: ignore[misc]

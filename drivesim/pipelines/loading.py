@@ -128,7 +128,8 @@ def sampler_settings(sampler: Any) -> SamplerSettings:
         init_guess=str(sampler.get("init_guess", "given")),
         walls_m=None if sampler.get("walls_m") is None else float(sampler.walls_m),
         warp_boxes=bool(sampler.get("warp_boxes", False)),
-        colour_anchor=float(sampler.get("colour_anchor", 0.0)))
+        colour_anchor=float(sampler.get("colour_anchor", 0.0)),
+        colour_anchor_bands=int(sampler.get("colour_anchor_bands", 1)))
 
 
 def load_cascade(checkpoint: str | None, interpolation: str | None, sampler: Any, *, passes: int = 1,
