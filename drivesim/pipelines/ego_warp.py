@@ -114,19 +114,26 @@ def warp(image: Tensor, grid: Tensor) -> Tensor:
 
 def anchor_colours(frame: Tensor, reference: Tensor, strength: float, bands: int = 1) -> Tensor:
     """`frame` (N, 3, H, W) with each channel's mean and standard deviation moved `strength` of the way to
-    `reference`'s (1, 3, H, W), in each of `bands` horizontal bands of rows on its own (a dash-cam picture is
-    sky over horizon over road: one global correction pulls the road towards the sky's statistics); nothing
-    more local than a band."""
+    `reference`'s (1, 3, H, W), measured in each of `bands` horizontal bands of rows (a dash-cam picture is sky
+    over horizon over road: one global correction pulls the road towards the sky's statistics). Each band's
+    correction is a per-channel gain and offset; between band centres they are interpolated row by row, so
+    no seam appears at a band's edge (a seam stays put while the picture moves: broken motion). Nothing more
+    local than a band."""
     if bands < 1 or bands > frame.shape[-2]:
         raise ValueError(f"colour anchor bands must lie in [1, {frame.shape[-2]}] (the frame's rows), got {bands}")
-    out = []
+    gains, offsets = [], []
     for part, ref in zip(frame.tensor_split(bands, dim=-2), reference.tensor_split(bands, dim=-2)):
-        mean, std = part.mean(dim=(-2, -1), keepdim=True), part.std(dim=(-2, -1), keepdim=True)
-        ref_mean, ref_std = ref.mean(dim=(-2, -1), keepdim=True), ref.std(dim=(-2, -1), keepdim=True)
-        target_mean = mean + strength * (ref_mean - mean)
-        target_std = std + strength * (ref_std - std)
-        out.append((part - mean) / std.clamp_min(1e-4) * target_std + target_mean)
-    return torch.cat(out, dim=-2).clamp(-1.0, 1.0)
+        mean, std = part.mean(dim=(-2, -1)), part.std(dim=(-2, -1))
+        target_mean = mean + strength * (ref.mean(dim=(-2, -1)) - mean)
+        target_std = std + strength * (ref.std(dim=(-2, -1)) - std)
+        gain = target_std / std.clamp_min(1e-4)
+        gains.append(gain)
+        offsets.append(target_mean - gain * mean)
+    rows = frame.shape[-2]
+    # (N, C, bands) -> (N, C, rows): linear between band centres, constant beyond the outer ones.
+    gain = F.interpolate(torch.stack(gains, -1), size=rows, mode="linear", align_corners=False)
+    offset = F.interpolate(torch.stack(offsets, -1), size=rows, mode="linear", align_corners=False)
+    return (frame * gain[..., None] + offset[..., None]).clamp(-1.0, 1.0)
 
 
 def ego_warped_frames(frame: Tensor, timeline: Timeline, start: float, times: Sequence[float],
