@@ -232,11 +232,13 @@ def test_colour_anchor_reaches_the_prediction_calls_with_the_first_key(cascade: 
     import drivesim.pipelines.engine as engine
 
     strengths: list[float] = []
+    band_counts: list[int] = []
     first_keys: list[int] = []
     real_anchor, real_chunk = engine.anchor_colours, engine.Engine.run_chunk
 
     def anchor_spy(frame, reference, strength, bands=1):  # type: ignore[no-untyped-def]
         strengths.append(strength)
+        band_counts.append(bands)
         return real_anchor(frame, reference, strength, bands)
 
     def chunk_spy(self, chunk, plan, timeline, scene, keys, seed):  # type: ignore[no-untyped-def]
@@ -249,12 +251,16 @@ def test_colour_anchor_reaches_the_prediction_calls_with_the_first_key(cascade: 
             "metrics=[temporal]", "sampler.init_strength=0.5", "sampler.init_guess=ego_warp"]
     assert main([*args, "sampler.colour_anchor=0.25", f"out={tmp_path / 'a'}"]) == 0
     assert strengths and set(strengths) == {0.25}
+    assert set(band_counts) == {4}  # conf/demo.yaml's colour_anchor_bands reaches the anchor
     assert len(first_keys) >= 2 and set(first_keys) == {first_keys[0]} and first_keys[0] < 0  # a given key
     strengths.clear()
     assert main([*args, "sampler.colour_anchor=0.0", f"out={tmp_path / 'b'}"]) == 0
     assert not strengths
     capsys.readouterr()
     assert main([*args, "interpolation_sampler.colour_anchor=0.5", f"out={tmp_path / 'c'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "interpolation_sampler.colour_anchor applies to the prediction" in err
+    assert main([*args, "interpolation_sampler.colour_anchor_bands=4", f"out={tmp_path / 'd'}"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "interpolation_sampler.colour_anchor applies to the prediction" in err
 

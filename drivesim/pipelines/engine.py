@@ -156,9 +156,10 @@ class Engine:
                                            f"got {s.init_guess!r}")
             if not 0.0 <= s.colour_anchor <= 1.0:
                 raise SamplerSettingsError(f"{name}.colour_anchor must lie in [0, 1], got {s.colour_anchor}")
-            if name == "interpolation_sampler" and s.colour_anchor > 0.0:
+            if name == "interpolation_sampler" and (s.colour_anchor > 0.0 or s.colour_anchor_bands != 1):
                 raise SamplerSettingsError("interpolation_sampler.colour_anchor applies to the prediction calls only "
-                                           "(sampler.colour_anchor): the in-between frames blend anchored keys")
+                                           "(sampler.colour_anchor, sampler.colour_anchor_bands): the in-between "
+                                           "frames blend anchored keys")
             if not 1 <= s.colour_anchor_bands <= self.latent_size[0]:  # finer bands than latent rows say nothing
                 raise SamplerSettingsError(f"{name}.colour_anchor_bands must lie in [1, {self.latent_size[0]}] (the "
                                            f"latent rows), got {s.colour_anchor_bands}")
