@@ -35,7 +35,7 @@ from drivesim.pipelines.conditions import (
     frame_condition,
     with_context,
 )
-from drivesim.pipelines.ego_warp import anchor_colours, ego_warped_frames
+from drivesim.pipelines.ego_warp import anchor_colours, blend_warps, ego_warped_frames, ego_warps
 from drivesim.pipelines.errors import GenerateError
 from drivesim.pipelines.plan import Chunk, RolloutPlan
 from drivesim.scenario.timeline import Timeline
@@ -288,8 +288,8 @@ class Engine:
     def _ego_warp_between(self, seq: Tensor, idx: list[list[int]], starts: list[int], base: int, spacing_out: int,
                           plan: RolloutPlan, timeline: Timeline, given: GivenFrames) -> Tensor | None:
         """`interpolation_sampler.init_guess=ego_warp`: each in-between frame starts from its two keys, each
-        warped by the ego motion to the frame's time, blended by distance in pixels (motion-compensated, not
-        a cross-fade); None: the plain blend of the keys' latents (`context_init`)."""
+        warped by the ego motion to the frame's time, blended by distance in pixels where both saw the point
+        (`blend_warps`; motion-compensated, not a cross-fade); None: the plain blend of the keys' latents."""
         stage = self.interpolation
         assert stage is not None
         s = stage.sampler or self.sampler
@@ -312,12 +312,11 @@ class Engine:
                     continue
                 for r in range(1, f):
                     t = time(base + spacing_out * (f * g0 + f * i + r))
-                    a = ego_warped_frames(frames[ix[i]][None], timeline, ta, [t], s.walls_m, s.warp_boxes)[0]
-                    z = ego_warped_frames(frames[ix[i + 1]][None], timeline, tb, [t], s.walls_m, s.warp_boxes)[0]
+                    a = ego_warps(frames[ix[i]][None], timeline, ta, [t], s.walls_m, s.warp_boxes)[0]
+                    z = ego_warps(frames[ix[i + 1]][None], timeline, tb, [t], s.walls_m, s.warp_boxes)[0]
                     if a is None or z is None:
                         continue
-                    w = r / f
-                    guesses.append((1.0 - w) * a + w * z)
+                    guesses.append(blend_warps(a, z, r / f))
                     where.append((b, f * i + r))
         if guesses:
             pixels = torch.cat(guesses)[None].clamp(-1, 1)
