@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from drivesim.pipelines.ego_warp import ego_motion, ego_warped_frames, source_grid, warp
+from drivesim.pipelines.ego_warp import (
+    Warped,
+    blend_warps,
+    ego_motion,
+    ego_warped_frames,
+    ego_warps,
+    source_grid,
+    warp,
+)
 from drivesim.scenario.camera import PinholeCamera
 from drivesim.scenario.timeline import FrameCondition
 
@@ -126,6 +134,31 @@ def test_ground_behind_the_old_camera_samples_its_bottom_edge_in_the_same_column
     bottom = src[-1]
     assert (bottom[:, 1] > size[0]).all()  # below the frame: the border row
     assert np.allclose(bottom[:, 0], np.arange(32) + 0.5)
+
+
+def test_a_warp_knows_where_its_picture_never_saw() -> None:
+    """Forward in time the road comes nearer: every cell was seen. Back in time the bottom rows show road
+    below the old picture (its border repeated): unseen."""
+    frame = torch.rand(1, 3, 32, 64)
+    drive = ConstantDrive(10.0, 0.0)
+    ahead, back = ego_warps(frame, drive, 0.5, [0.75, 0.25])  # type: ignore[arg-type]
+    assert ahead is not None and back is not None
+    assert ahead.seen.shape == (1, 1, 32, 64) and bool((ahead.seen == 1).all())
+    assert bool((back.seen[..., -1, :] == 0).all()) and bool((back.seen[..., :16, :] == 1).all())
+    assert torch.equal(ego_warped_frames(frame, drive, 0.5, [0.25])[0], back.frame)  # type: ignore[arg-type, arg-type]
+
+
+def test_blend_warps_takes_each_pixel_from_the_keys_that_saw_it() -> None:
+    one, two = torch.full((1, 3, 2, 2), 1.0), torch.full((1, 3, 2, 2), -1.0)
+    seen_a = torch.tensor([[[[1.0, 1.0], [1.0, 0.0]]]])
+    seen_z = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]])
+    out = blend_warps(Warped(one, seen_a), Warped(two, seen_z), 0.25)
+    plain = 0.75 * 1.0 + 0.25 * -1.0
+    assert torch.allclose(out[0, :, 0, 0], torch.tensor(plain))  # both saw it: by distance in time
+    assert torch.allclose(out[0, :, 0, 1], torch.tensor(1.0))  # only the earlier key saw it
+    assert torch.allclose(out[0, :, 1, 1], torch.tensor(plain))  # neither: the plain blend
+    only_later = blend_warps(Warped(one, seen_z * 0), Warped(two, seen_z), 0.25)
+    assert torch.allclose(only_later[0, :, 0, 0], torch.tensor(-1.0))
 
 
 def test_bad_walls_are_one_line_naming_the_field() -> None:
