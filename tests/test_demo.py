@@ -208,7 +208,17 @@ def test_ego_warp_init_reaches_both_stages_and_is_checked(cascade: Path, tmp_pat
             moved.append((int(noise.shape[1]), float(diff[free].max()), float(diff[~free].max())))
         return real_sample(denoiser, scheduler, noise, cond, steps, given, gen, init, strength)
 
+    blends: list[tuple[float, bool]] = []  # (weight, whether the rim the later key never saw came from the earlier)
+    real_blend = engine.blend_warps
+
+    def blend_spy(earlier, later, weight):  # type: ignore[no-untyped-def]
+        out = real_blend(earlier, later, weight)
+        rim = ((later.seen == 0) & (earlier.seen == 1)).expand_as(out)
+        blends.append((weight, bool(rim.any()) and torch.equal(out[rim], earlier.frame[rim])))
+        return out
+
     monkeypatch.setattr(engine, "sample_video", spy)
+    monkeypatch.setattr(engine, "blend_warps", blend_spy)
     args = ["demo", f"cascade={cascade}", "seconds=2", "sampler.steps=2", "interpolation_sampler.steps=2",
             "metrics=[temporal]", "sampler.init_strength=0.5", "interpolation_sampler.init_strength=0.5",
             "sampler.init_guess=ego_warp"]
@@ -217,6 +227,10 @@ def test_ego_warp_init_reaches_both_stages_and_is_checked(cascade: Path, tmp_pat
     kinds = {f == itp_frames for f, _, _ in moved}
     assert kinds == {True, False}  # both stages started from the warp
     assert all(free > 1e-3 and given == 0.0 for _, free, given in moved)
+    # Each in-between guess blends its two warped keys where both saw; the replayed drive goes forward, so the
+    # later key warped back in time misses a rim, taken whole from the earlier key's warp.
+    assert {w for w, _ in blends} == {0.25, 0.5, 0.75}
+    assert any(from_earlier for _, from_earlier in blends)
     capsys.readouterr()
     assert main([*args, "interpolation_sampler.init_guess=flow", f"out={tmp_path / 'bad'}"]) == 2
     err = capsys.readouterr().err.strip()

@@ -145,7 +145,7 @@ def test_a_warp_knows_where_its_picture_never_saw() -> None:
     assert ahead is not None and back is not None
     assert ahead.seen.shape == (1, 1, 32, 64) and bool((ahead.seen == 1).all())
     assert bool((back.seen[..., -1, :] == 0).all()) and bool((back.seen[..., :16, :] == 1).all())
-    assert torch.equal(ego_warped_frames(frame, drive, 0.5, [0.25])[0], back.frame)  # type: ignore[arg-type, arg-type]
+    assert torch.equal(ego_warped_frames(frame, drive, 0.5, [0.25])[0], back.frame)  # type: ignore[arg-type]
 
 
 def test_blend_warps_takes_each_pixel_from_the_keys_that_saw_it() -> None:

@@ -140,7 +140,8 @@ def anchor_colours(frame: Tensor, reference: Tensor, strength: float, bands: int
 @dataclass(frozen=True)
 class Warped:
     """A warped frame and where it is known: `seen` (1, 1, H, W) is 1 where the source point lay inside the
-    old picture, 0 where the warp repeated its border (what that frame never saw)."""
+    old picture, 0 where the warp repeated its border (what that frame never saw). Road or sky that a box hid
+    from the old picture, taken from beside the box (`warp_boxes`), lies inside it and counts as seen."""
 
     frame: Tensor
     seen: Tensor
@@ -161,8 +162,8 @@ def ego_warps(frame: Tensor, timeline: Timeline, start: float, times: Sequence[f
             continue
         moving = moving_boxes(timeline, start, t) if boxes else []
         grid = source_grid(timeline.camera, pose, size, walls_m, moving)
-        seen = (grid.abs() <= 1.0).all(dim=-1)[:, None].to(frame.dtype)
-        out.append(Warped(warp(frame, grid), seen.to(frame.device)))
+        seen = (grid.abs() <= 1.0).all(dim=-1)[:, None].to(frame.device, frame.dtype)
+        out.append(Warped(warp(frame, grid), seen))
     return out
 
 

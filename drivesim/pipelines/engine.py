@@ -288,7 +288,7 @@ class Engine:
     def _ego_warp_between(self, seq: Tensor, idx: list[list[int]], starts: list[int], base: int, spacing_out: int,
                           plan: RolloutPlan, timeline: Timeline, given: GivenFrames) -> Tensor | None:
         """`interpolation_sampler.init_guess=ego_warp`: each in-between frame starts from its two keys, each
-        warped by the ego motion to the frame's time, blended by distance in pixels where both saw the point
+        warped by the ego motion to the frame's time, blended in pixels by distance in time where both saw it
         (`blend_warps`; motion-compensated, not a cross-fade); None: the plain blend of the keys' latents."""
         stage = self.interpolation
         assert stage is not None
