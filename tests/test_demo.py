@@ -195,6 +195,7 @@ def test_ego_warp_init_reaches_both_stages_and_is_checked(cascade: Path, tmp_pat
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """`init_guess=ego_warp` changes the SDEdit start of the frames to generate (not the given ones) in the
     prediction and the interpolation calls; an unknown guess is one line naming the field, exit 2."""
+    import drivesim.pipelines.ego_warp as ego_warp
     import drivesim.pipelines.engine as engine
     from drivesim.diffusion.sampling import context_init
 
@@ -209,7 +210,7 @@ def test_ego_warp_init_reaches_both_stages_and_is_checked(cascade: Path, tmp_pat
         return real_sample(denoiser, scheduler, noise, cond, steps, given, gen, init, strength)
 
     blends: list[tuple[float, bool]] = []  # (weight, whether the rim the later key never saw came from the earlier)
-    real_blend = engine.blend_warps
+    real_blend = ego_warp.blend_warps
 
     def blend_spy(earlier, later, weight):  # type: ignore[no-untyped-def]
         out = real_blend(earlier, later, weight)
@@ -218,7 +219,7 @@ def test_ego_warp_init_reaches_both_stages_and_is_checked(cascade: Path, tmp_pat
         return out
 
     monkeypatch.setattr(engine, "sample_video", spy)
-    monkeypatch.setattr(engine, "blend_warps", blend_spy)
+    monkeypatch.setattr(ego_warp, "blend_warps", blend_spy)
     args = ["demo", f"cascade={cascade}", "seconds=2", "sampler.steps=2", "interpolation_sampler.steps=2",
             "metrics=[temporal]", "sampler.init_strength=0.5", "interpolation_sampler.init_strength=0.5",
             "sampler.init_guess=ego_warp"]

@@ -161,6 +161,22 @@ def test_blend_warps_takes_each_pixel_from_the_keys_that_saw_it() -> None:
     assert torch.allclose(only_later[0, :, 0, 0], torch.tensor(-1.0))
 
 
+def test_in_between_guesses_blend_each_frames_two_warped_keys() -> None:
+    from drivesim.pipelines.ego_warp import BetweenFrame, warped_between
+
+    keys = torch.rand(2, 3, 32, 64)
+    drive = ConstantDrive(8.0, 0.05, known_until=1.0)
+    wanted = [BetweenFrame(0, 1, 0.0, 0.5, t, t / 0.5) for t in (0.125, 0.25, 0.375)]
+    wanted.append(BetweenFrame(0, 1, 0.75, 1.25, 1.0, 0.5))  # the ego motion is unknown after 1 s
+    made = warped_between(keys, drive, wanted)  # type: ignore[arg-type]
+    assert made[3] is None
+    for a, w in zip(made[:3], wanted):
+        assert a is not None
+        first = ego_warps(keys[:1], drive, 0.0, [w.time])[0]  # type: ignore[arg-type]
+        last = ego_warps(keys[1:], drive, 0.5, [w.time])[0]  # type: ignore[arg-type]
+        assert first is not None and last is not None and torch.equal(a, blend_warps(first, last, w.weight))
+
+
 def test_bad_walls_are_one_line_naming_the_field() -> None:
     from drivesim.pipelines.engine import SamplerSettings, SamplerSettingsError
 

@@ -185,3 +185,30 @@ def blend_warps(earlier: Warped, later: Warped, weight: float) -> Tensor:
     plain = (1.0 - weight) * earlier.frame + weight * later.frame
     mixed = (a * earlier.frame + z * later.frame) / total.clamp_min(1e-6)
     return torch.where(total > 0, mixed, plain)
+
+
+@dataclass(frozen=True)
+class BetweenFrame:
+    """An in-between frame to guess: its keys (indices into the decoded keys), their times, its own time and
+    the later key's blend weight."""
+
+    earlier: int
+    later: int
+    earlier_time: float
+    later_time: float
+    time: float
+    weight: float
+
+
+def warped_between(keys: Tensor, timeline: Timeline, wanted: Sequence[BetweenFrame], walls_m: float | None = None,
+                   boxes: bool = False) -> list[Tensor | None]:
+    """Each wanted frame (1, 3, H, W) from its two `keys` (K, 3, H, W) warped to its time and blended
+    (`blend_warps`); None where the ego motion is unknown. Two warps of ~47 ms each (numpy, the agents' boxes
+    included) are most of the interpolation stage's time; threads do not help - they are many small array
+    operations that hold the GIL (2 threads: x1.01, benchmarks/bench_between_guess.py)."""
+    def guess(w: BetweenFrame) -> Tensor | None:
+        a = ego_warps(keys[w.earlier][None], timeline, w.earlier_time, [w.time], walls_m, boxes)[0]
+        z = ego_warps(keys[w.later][None], timeline, w.later_time, [w.time], walls_m, boxes)[0]
+        return None if a is None or z is None else blend_warps(a, z, w.weight)
+
+    return [guess(w) for w in wanted]

@@ -35,7 +35,7 @@ from drivesim.pipelines.conditions import (
     frame_condition,
     with_context,
 )
-from drivesim.pipelines.ego_warp import anchor_colours, blend_warps, ego_warped_frames, ego_warps
+from drivesim.pipelines.ego_warp import BetweenFrame, anchor_colours, ego_warped_frames, warped_between
 from drivesim.pipelines.errors import GenerateError
 from drivesim.pipelines.plan import Chunk, RolloutPlan
 from drivesim.scenario.timeline import Timeline
@@ -304,7 +304,7 @@ class Engine:
         def time(output_frame: float) -> float:
             return output_frame / plan.out_fps
 
-        guesses, where = [], []
+        wanted, where = [], []
         for b, (g0, ix) in enumerate(zip(starts, idx)):
             for i in range(len(ix) - 1):
                 ta, tb = time(base + spacing_out * f * ix[i]), time(base + spacing_out * f * ix[i + 1])
@@ -312,12 +312,11 @@ class Engine:
                     continue
                 for r in range(1, f):
                     t = time(base + spacing_out * (f * g0 + f * i + r))
-                    a = ego_warps(frames[ix[i]][None], timeline, ta, [t], s.walls_m, s.warp_boxes)[0]
-                    z = ego_warps(frames[ix[i + 1]][None], timeline, tb, [t], s.walls_m, s.warp_boxes)[0]
-                    if a is None or z is None:
-                        continue
-                    guesses.append(blend_warps(a, z, r / f))
+                    wanted.append(BetweenFrame(ix[i], ix[i + 1], ta, tb, t, r / f))
                     where.append((b, f * i + r))
+        made = warped_between(frames, timeline, wanted, s.walls_m, s.warp_boxes)
+        guesses = [g for g in made if g is not None]
+        where = [w for w, g in zip(where, made) if g is not None]
         if guesses:
             pixels = torch.cat(guesses)[None].clamp(-1, 1)
             latents = self.vae.encode_video(pixels.to(self.device, self.vae.vae.dtype), self.decode_chunk).float()[0]
