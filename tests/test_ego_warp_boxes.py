@@ -113,3 +113,30 @@ def test_warp_boxes_reaches_the_engine_settings() -> None:
                              "init_strength": 0.5, "warp_boxes": True})
     assert sampler_settings(node).warp_boxes is True
     assert sampler_settings(OmegaConf.masked_copy(node, [k for k in node if k != "warp_boxes"])).warp_boxes is False
+
+
+def test_the_boxes_view_rectangles_in_one_pass_match_one_box_at_a_time() -> None:
+    """`_in_view` (all boxes in one array pass) gives each box's corners as `box_corners` and the rectangle
+    of its picture: the extent of its corners cut to the frame, `project_box`'s outline for a box crossing
+    the near plane, None behind the camera or beside the frame."""
+    from drivesim.pipelines.box_warp import _in_view
+    from drivesim.scenario.camera import box_corners, boxes_corners, project_box
+
+    camera = PinholeCamera.mounted(256, 128, horizontal_fov_deg=70.0, mount_height_m=1.5)
+    poses = [(12.0, 1.0, 0.3, 0.0), (0.5, 0.0, 0.0, 0.0), (-10.0, 0.0, 0.0, 0.0), (10.0, 40.0, 0.0, 0.0),
+             (30.0, -3.0, -1.2, 0.5)]
+    sizes = [(4.5, 1.9, 1.6), (4.0, 2.0, 1.5), (4.0, 2.0, 1.5), (4.0, 2.0, 1.5), (0.8, 0.8, 1.8)]
+    pose = np.array(poses)
+    batched = boxes_corners(pose[:, :2], pose[:, 2], np.array(sizes), pose[:, 3])
+    for b, (p, s) in enumerate(zip(poses, sizes)):
+        assert np.allclose(batched[b], box_corners(p[:2], p[2], s, p[3]), atol=1e-12)
+    to_cam = np.linalg.inv(camera.cam_to_ego)
+    views = _in_view(camera, to_cam, poses, sizes)
+    assert views[2] is None and views[3] is None  # behind the camera; far to the left, out of the frame
+    crossing = project_box(camera, box_corners(poses[1][:2], 0.0, sizes[1], 0.0))  # the camera sits in it
+    assert crossing is not None and views[1] is not None and np.allclose(views[1], crossing)
+    for b in (0, 4):
+        uv = camera.project(box_corners(poses[b][:2], poses[b][2], sizes[b], poses[b][3]))
+        want = [max(uv[:, 0].min(), 0), max(uv[:, 1].min(), 0), min(uv[:, 0].max(), 256), min(uv[:, 1].max(), 128)]
+        assert views[b] is not None and np.allclose(views[b], want)
+    assert _in_view(camera, to_cam, [], []) == []

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drivesim.scenario.camera import NEAR_PLANE_M, PinholeCamera, box_corners, project_box
+from drivesim.scenario.camera import NEAR_PLANE_M, PinholeCamera, boxes_corners, project_box
 from drivesim.scenario.timeline import Timeline
 
 STEP_BACK_M = 0.5  # hidden road is taken this far before the box that hid it
@@ -77,30 +77,39 @@ def _carry(point: np.ndarray, pose: Sequence[float], to_pose: Sequence[float]) -
     return local @ rotation(yaw).T + np.array([x, y, z])
 
 
-def _in_view(camera: PinholeCamera, to_cam: np.ndarray, pose: Sequence[float], size: Sequence[float]
-             ) -> np.ndarray | None:
-    """A pixel rectangle (x0, y0, x1, y1) in the frame that holds the box's picture (None: out of view).
-    A box wholly ahead of the near plane (most) takes its corners' extent, cut to the frame (~20 us); one
-    crossing it the exact outline of `project_box` (~0.5 ms)."""
-    corners = box_corners(pose[:2], pose[2], size, pose[3])
+def _in_view(camera: PinholeCamera, to_cam: np.ndarray, poses: Sequence[Sequence[float]],
+             sizes: Sequence[Sequence[float]]) -> list[np.ndarray | None]:
+    """For each box, a pixel rectangle (x0, y0, x1, y1) in the frame that holds its picture (None: out of
+    view). A box wholly ahead of the near plane (most) takes its corners' extent, cut to the frame, all boxes
+    in one array pass (one call per box was a quarter of a warp's time); one crossing it the exact outline
+    of `project_box` (~0.5 ms)."""
+    if not len(poses):
+        return []
+    pose = np.asarray(poses, dtype=np.float64)  # (B, 4): x, y, yaw, z
+    corners = boxes_corners(pose[:, :2], pose[:, 2], np.asarray(sizes, dtype=np.float64), pose[:, 3])
     cam = corners @ to_cam[:3, :3].T + to_cam[:3, 3]
-    if (cam[:, 2] < NEAR_PLANE_M).all():
-        return None
-    if (cam[:, 2] < NEAR_PLANE_M).any():
-        return project_box(camera, corners)
+    ahead = cam[..., 2] >= NEAR_PLANE_M
     uvw = cam @ camera.intrinsics.T
-    uv = uvw[:, :2] / uvw[:, 2:3]
-    (x0, y0), (x1, y1) = uv.min(axis=0), uv.max(axis=0)
-    if x1 <= 0.0 or y1 <= 0.0 or x0 >= camera.width or y0 >= camera.height:
-        return None
-    return np.array([max(x0, 0.0), max(y0, 0.0), min(x1, camera.width), min(y1, camera.height)])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uv = uvw[..., :2] / uvw[..., 2:3]
+    lo, hi = uv.min(axis=1), uv.max(axis=1)
+    out: list[np.ndarray | None] = []
+    for b in range(len(pose)):
+        if not ahead[b].any():
+            out.append(None)
+        elif not ahead[b].all():
+            out.append(project_box(camera, corners[b]))
+        elif hi[b, 0] <= 0.0 or hi[b, 1] <= 0.0 or lo[b, 0] >= camera.width or lo[b, 1] >= camera.height:
+            out.append(None)
+        else:
+            out.append(np.array([max(lo[b, 0], 0.0), max(lo[b, 1], 0.0), min(hi[b, 0], camera.width),
+                                 min(hi[b, 1], camera.height)]))
+    return out
 
 
-def _covered(camera: PinholeCamera, to_cam: np.ndarray, pose: Sequence[float], size: Sequence[float],
-             u: np.ndarray, v: np.ndarray) -> tuple[slice, slice] | None:
-    """The rows and columns of cell centres (u, v: the camera's pixels) that the box's 2D box covers, plus a
-    cell; None when the box is out of view."""
-    xyxy = _in_view(camera, to_cam, pose, size)
+def _covered(xyxy: np.ndarray | None, u: np.ndarray, v: np.ndarray) -> tuple[slice, slice] | None:
+    """The rows and columns of cell centres (u, v: the camera's pixels) that the box's 2D box `xyxy` covers,
+    plus a cell; None when the box is out of view."""
     if xyxy is None:
         return None
     du, dv = (u[1] - u[0] if len(u) > 1 else 1.0), (v[1] - v[0] if len(v) > 1 else 1.0)
@@ -121,8 +130,9 @@ def box_hits(camera: PinholeCamera, u: np.ndarray, v: np.ndarray, origin: np.nda
     points = np.full(dirs.shape, np.nan)
     turn = rotation(float(pose[2]))
     to_cam = np.linalg.inv(camera.cam_to_ego)
+    views = _in_view(camera, to_cam, [box.target for box in boxes], [box.size for box in boxes])
     for b, box in enumerate(boxes):
-        cells = _covered(camera, to_cam, box.target, box.size, u, v)  # the target pose is in the new ego frame
+        cells = _covered(views[b], u, v)  # the target pose is in the new ego frame
         if cells is None:
             continue
         x, y, yaw, z = box.target
@@ -157,8 +167,9 @@ def unoccluded(camera: PinholeCamera, points: np.ndarray, hit: np.ndarray, where
     index, wx, wy = index[order], wx[order], wy[order]
     best = np.full(flat_owner.shape, np.inf)
     hider = np.full(flat_owner.shape, -1)
+    views = _in_view(camera, to_cam, [box.source for box in boxes], [box.size for box in boxes])
     for b, box in enumerate(boxes):
-        xyxy = _in_view(camera, to_cam, box.source, box.size)
+        xyxy = views[b]
         if xyxy is None:
             continue
         lo, hi = np.searchsorted(wy, [xyxy[1] - 1.0, xyxy[3] + 1.0])

@@ -103,6 +103,19 @@ def box_corners(center_xy: Sequence[float], yaw: float, size: Sequence[float], z
     return np.concatenate([bottom, top])
 
 
+def boxes_corners(centers_xy: np.ndarray, yaws: np.ndarray, sizes: np.ndarray, zs: np.ndarray) -> np.ndarray:
+    """`box_corners` of B boxes in one array pass, (B, 8, 3) (centres (B, 2), yaws and zs (B,), sizes (B, 3)):
+    the box warp asks for every agent's corners in every warp, and one call a box was most of that cost."""
+    signs = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])  # box_corners' order
+    local = signs[None] * (sizes[:, None, :2] / 2)  # (B, 4, 2)
+    c, s = np.cos(yaws)[:, None], np.sin(yaws)[:, None]
+    xy = np.stack([local[..., 0] * c - local[..., 1] * s, local[..., 0] * s + local[..., 1] * c], axis=-1)
+    xy = xy + centers_xy[:, None, :]
+    bottom = np.broadcast_to(np.asarray(zs, dtype=np.float64)[:, None, None], (len(xy), 4, 1))
+    top = bottom + sizes[:, None, 2:3]
+    return np.concatenate([np.concatenate([xy, bottom], -1), np.concatenate([xy, top], -1)], axis=1)
+
+
 def project_box(camera: PinholeCamera, corners_ego: np.ndarray, near: float = NEAR_PLANE_M) -> np.ndarray | None:
     """The 2D box (x0, y0, x1, y1) in pixels, clipped to the frame, of a box given by its 8 ego corners.
 
