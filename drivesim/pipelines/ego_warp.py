@@ -203,7 +203,7 @@ class BetweenFrame:
 def warped_between(keys: Tensor, timeline: Timeline, wanted: Sequence[BetweenFrame], walls_m: float | None = None,
                    boxes: bool = False) -> list[Tensor | None]:
     """Each wanted frame (1, 3, H, W) from its two `keys` (K, 3, H, W) warped to its time and blended
-    (`blend_warps`); None where the ego motion is unknown. Two warps of ~47 ms each (numpy, the agents' boxes
+    (`blend_warps`); None where the ego motion is unknown. Two warps of ~30 ms each (numpy, the agents' boxes
     included) are most of the interpolation stage's time; threads do not help - they are many small array
     operations that hold the GIL (2 threads: x1.01, benchmarks/bench_between_guess.py)."""
     def guess(w: BetweenFrame) -> Tensor | None:
