@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -33,7 +34,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-RESULTS = Path(__file__).resolve().parent / "results"
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_ego_warp import replayed_scene  # noqa: E402
+
+RESULTS = HERE / "results"
 FACTOR = 4  # output frames per key interval (x4 interpolation)
 GUESSES = ("plain", "seen", "earlier", "later", "copy")
 log = logging.getLogger("bench_between_guess")
@@ -52,27 +57,11 @@ def _road_flow(frames: list[Tensor], dis: Any) -> list[float]:
 
 @torch.no_grad()
 def measure(cascade: Path, synth: Path, scene: str, seconds: float, workers: int) -> dict[str, Any]:
-    from drivesim.config import compose_command
     from drivesim.pipelines.ego_warp import BetweenFrame, blend_warps, ego_warps, warped_between
-    from drivesim.pipelines.run import cascade_from_config, prepare
-    from drivesim.pipelines.scene_clips import clip_times, data_config, load_scene_clip
 
-    cfg = compose_command("generate", [f"checkpoint={cascade / 'prediction'}", "scenario=replay",
-                                       "scenario.replay.data=synthetic", f"scenario.replay.root={synth}",
-                                       f"scenario.replay.scene={scene}", "scenario.replay.context_frames=1",
-                                       "context_frames=2", f"seconds={seconds!r}"])
-    loaded = cascade_from_config(cfg)
-    out_fps = loaded.engine.fps * FACTOR
-    replay_time = 1.0 / loaded.engine.out_fps  # the prediction export alone: one context key at scene time 0
-    cfg.scenario.replay.time = replay_time
-    timeline = prepare(cfg, loaded).timeline
-    data = data_config("synthetic", {"root": str(synth)}, "bench")
-    targets = clip_times(replay_time, 1, seconds, out_fps, out_fps)
-    clip = load_scene_clip(data, scene, targets, out_fps, loaded.size, 1, "bench", with_boxes=False).clip
-    frames = clip.frames.float().div(127.5).sub(1.0)  # (N, 3, H, W), rendered
-    # Scenario time 0 is scene time `replay_time`; the clip starts at scene time targets[0].
-    times = [float(t) - float(clip.source.timestamps[0]) + float(targets[0]) - replay_time
-             for t in clip.source.timestamps]
+    replay = replayed_scene(cascade, synth, scene, seconds, per_key=FACTOR)
+    out_fps = replay.engine.fps * FACTOR
+    timeline, frames, times = replay.timeline, replay.frames, replay.times  # rendered frames at the output rate
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # type: ignore[attr-defined]
     mse: dict[str, list[list[float]]] = {g: [[] for _ in range(FACTOR - 1)] for g in GUESSES}
     flow: dict[str, list[list[float]]] = {g: [[] for _ in range(FACTOR)] for g in (*GUESSES, "rendered")}

@@ -16,21 +16,33 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 RESULTS = Path(__file__).resolve().parent / "results"
 log = logging.getLogger("bench_ego_warp")
 
 
-@torch.no_grad()
-def measure(cascade: Path, synth: Path, scene: str, seconds: float, ahead: int, walls: list[float | None]) -> dict[str, Any]:
+@dataclass
+class ReplayedScene:
+    """A rendered synthetic scene replayed through the cascade's prediction export: its engine, its timeline
+    and its rendered frames at a chosen rate with their scenario times (0: the replay's start)."""
+
+    engine: Any
+    timeline: Any
+    frames: Tensor  # (N, 3, H, W) in [-1, 1]
+    times: list[float]
+
+
+def replayed_scene(cascade: Path, synth: Path, scene: str, seconds: float, per_key: int = 1) -> ReplayedScene:
+    """`scene` of the world `synth` from scene time 0 on (one context key there), `per_key` frames per key
+    interval of the prediction export (1: the key frames; 4: the output rate of x4 interpolation)."""
     from drivesim.config import compose_command
-    from drivesim.pipelines.box_warp import moving_boxes
-    from drivesim.pipelines.ego_warp import ego_motion, source_grid, warp
     from drivesim.pipelines.run import cascade_from_config, prepare
     from drivesim.pipelines.scene_clips import clip_times, data_config, load_scene_clip
 
@@ -39,16 +51,29 @@ def measure(cascade: Path, synth: Path, scene: str, seconds: float, ahead: int, 
                                        f"scenario.replay.scene={scene}", "scenario.replay.context_frames=1",
                                        "context_frames=2", f"seconds={seconds!r}"])
     loaded = cascade_from_config(cfg)
-    replay_time = 1.0 / loaded.engine.out_fps  # the one context key at scene time 0
+    engine = loaded.engine
+    replay_time = 1.0 / engine.out_fps  # the one context key at scene time 0
     cfg.scenario.replay.time = replay_time
-    job = prepare(cfg, loaded)
-    timeline, engine = job.timeline, loaded.engine
+    timeline = prepare(cfg, loaded).timeline
+    rate = engine.fps * per_key
     data = data_config("synthetic", {"root": str(synth)}, "bench")
-    targets = clip_times(replay_time, 1, seconds, engine.fps, engine.out_fps)
-    clip = load_scene_clip(data, scene, targets, engine.fps, loaded.size, 1, "bench", with_boxes=False).clip
-    pixels = clip.frames.float().div(127.5).sub(1.0)[None]
-    latents = engine.vae.encode_video(pixels.to(engine.vae.vae.dtype)).float()[0]  # (K, C, h, w)
-    times = [float(t) - float(clip.source.timestamps[0]) - replay_time for t in clip.source.timestamps]
+    # The first target sits one frame of the clip's rate before the replay's start at scene time 0 + 1/key rate.
+    targets = clip_times(replay_time, 1, seconds, rate, engine.out_fps if per_key == 1 else rate)
+    clip = load_scene_clip(data, scene, targets, rate, loaded.size, 1, "bench", with_boxes=False).clip
+    # Scenario time 0 is scene time `replay_time`; the clip starts at scene time targets[0].
+    times = [float(t) - float(clip.source.timestamps[0]) + float(targets[0]) - replay_time
+             for t in clip.source.timestamps]
+    return ReplayedScene(engine, timeline, clip.frames.float().div(127.5).sub(1.0), times)
+
+
+@torch.no_grad()
+def measure(cascade: Path, synth: Path, scene: str, seconds: float, ahead: int, walls: list[float | None]) -> dict[str, Any]:
+    from drivesim.pipelines.box_warp import moving_boxes
+    from drivesim.pipelines.ego_warp import ego_motion, source_grid, warp
+
+    replay = replayed_scene(cascade, synth, scene, seconds)
+    engine, timeline, times = replay.engine, replay.timeline, replay.times
+    latents = engine.vae.encode_video(replay.frames[None].to(engine.vae.vae.dtype)).float()[0]  # (K, C, h, w)
     decoded = engine.vae.decode_video(latents[None].to(engine.vae.vae.dtype))[0].float().clamp(-1, 1)
     size = (int(decoded.shape[-2]), int(decoded.shape[-1]))
     rows: dict[str, list[list[float]]] = {"copy": [[] for _ in range(ahead)]}

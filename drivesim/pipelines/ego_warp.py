@@ -205,7 +205,7 @@ def warped_between(keys: Tensor, timeline: Timeline, wanted: Sequence[BetweenFra
     """Each wanted frame (1, 3, H, W) from its two `keys` (K, 3, H, W) warped to its time and blended
     (`blend_warps`); None where the ego motion is unknown. Two warps of ~30 ms each (numpy, the agents' boxes
     included) are most of the interpolation stage's time; threads do not help - they are many small array
-    operations that hold the GIL (2 threads: x1.01, benchmarks/bench_between_guess.py)."""
+    operations that hold the GIL (2 threads: x0.92-1.03, benchmarks/bench_between_guess.py)."""
     def guess(w: BetweenFrame) -> Tensor | None:
         a = ego_warps(keys[w.earlier][None], timeline, w.earlier_time, [w.time], walls_m, boxes)[0]
         z = ego_warps(keys[w.later][None], timeline, w.later_time, [w.time], walls_m, boxes)[0]
